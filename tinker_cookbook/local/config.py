@@ -1,0 +1,23 @@
+"""Settings of the in-process backend."""
+
+from __future__ import annotations
+
+import chz
+
+
+@chz.chz
+class LocalBackendConfig:
+    """How the local backend runs; the defaults suit a laptop CPU and a single GPU alike."""
+
+    # "auto": CUDA when available, else CPU. Or "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"
+    # bf16 autocast for the matmuls (log-softmax stays fp32): 2-3x faster on CPU and GPU.
+    use_bf16: bool = True
+    # Where `save_state` / `save_weights_for_sampler` put checkpoints (default: the cache).
+    checkpoint_dir: str | None = None
+    # Most tokens (padded) one forward pass may hold; larger requests are split.
+    max_batch_tokens: int = 32768
+    # Most sequences decoded together by one batched sampling pass.
+    max_sampling_batch: int = 64
+    # How long the engine waits for more concurrent requests before it runs a batch.
+    gather_window_s: float = 0.002

@@ -1,0 +1,147 @@
+"""The single compute thread of the local backend.
+
+Every client call becomes a work item on one queue. Training operations run in submission
+order; sampling and scoring requests that arrive together (e.g. from many coroutines) are
+grouped by model and adapter and run as batched forward passes, which is where throughput on
+small models comes from. One thread also means torch never fights itself for the cores.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tinker_cookbook.local.lora import LoRAAdapter
+from tinker_cookbook.local.runtime import ModelRuntime, TokenScores
+from tinker_cookbook.local.sampler import SequenceJob, generate
+
+
+@dataclass
+class SampleWork:
+    """A batchable request: generate `jobs`, or score `score_inputs`, then `finish` them."""
+
+    runtime: ModelRuntime
+    adapter: LoRAAdapter | None
+    jobs: list[SequenceJob] = field(default_factory=list)
+    score_tokens: list[int] | None = None  # score this whole sequence (prompt logprobs)
+    topk: int = 0
+    finish: Callable[[SampleWork], Any] = lambda w: None
+    future: Future = field(default_factory=Future)
+    scores: TokenScores | None = None
+
+
+@dataclass
+class OpWork:
+    fn: Callable[[], Any]
+    future: Future = field(default_factory=Future)
+
+
+class LocalEngine:
+    def __init__(self, gather_window_s: float, max_batch_tokens: int, max_sampling_batch: int):
+        self.gather_window_s = gather_window_s
+        self.max_batch_tokens = max_batch_tokens
+        self.max_sampling_batch = max_sampling_batch
+        self._queue: list[OpWork | SampleWork] = []
+        self.sampling_batches_run = 0  # batched sampling/scoring passes, for tests and benchmarks
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="tinker-local-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: OpWork | SampleWork) -> Future:
+        with self._cond:
+            self._queue.append(work)
+            self._cond.notify()
+        return work.future
+
+    def run_op(self, fn: Callable[[], Any]) -> Future:
+        return self.submit(OpWork(fn))
+
+    def _take_batch(self) -> list[OpWork | SampleWork]:
+        with self._cond:
+            while not self._queue:
+                self._cond.wait()
+        # Let concurrent callers finish enqueueing before deciding what goes together.
+        deadline = time.monotonic() + 10 * self.gather_window_s
+        seen = -1
+        while time.monotonic() < deadline:
+            with self._cond:
+                if len(self._queue) == seen:
+                    break
+                seen = len(self._queue)
+            time.sleep(self.gather_window_s)
+        with self._cond:
+            items, self._queue = self._queue, []
+        return items
+
+    def _loop(self) -> None:
+        while True:
+            items = self._take_batch()
+            for item in items:
+                if isinstance(item, OpWork):
+                    _settle(item.future, item.fn)
+            self._run_sampling([w for w in items if isinstance(w, SampleWork)])
+
+    def _run_sampling(self, works: list[SampleWork]) -> None:
+        groups: dict[tuple[int, int], list[SampleWork]] = defaultdict(list)
+        for w in works:
+            groups[(id(w.runtime), id(w.adapter))].append(w)
+        for group in groups.values():
+            try:
+                self._run_group(group)
+            except BaseException as exc:  # noqa: BLE001 - every caller in the batch hears of it
+                for w in group:
+                    if not w.future.done():
+                        w.future.set_exception(exc)
+                continue
+            for w in group:
+                _settle(w.future, lambda w=w: w.finish(w))
+
+    def _run_group(self, group: list[SampleWork]) -> None:
+        runtime, adapter = group[0].runtime, group[0].adapter
+        with torch.no_grad(), runtime.adapter(adapter):
+            scoring = [w for w in group if w.score_tokens is not None]
+            for chunk in self._chunks(scoring, lambda w: [len(w.score_tokens)]):
+                inputs = [w.score_tokens[:-1] for w in chunk]
+                targets = [torch.tensor(w.score_tokens[1:]) for w in chunk]
+                topk = max(w.topk for w in chunk)
+                for w, s in zip(
+                    chunk, runtime.sequence_logprobs(inputs, targets, topk), strict=True
+                ):
+                    w.scores = s
+            jobs = [j for w in group for j in w.jobs]
+            jobs.sort(key=lambda j: len(j.prompt))
+            for chunk in self._chunks(jobs, lambda j: [len(j.prompt) + j.max_tokens]):
+                generate(runtime, chunk)
+                self.sampling_batches_run += 1
+
+    def _chunks(self, items: list, lengths: Callable[[Any], list[int]]) -> list[list]:
+        """Split into batches within the token budget (padded) and the sampling batch cap."""
+        out, cur, widest = [], [], 0
+        for item in items:
+            w = max(widest, sum(lengths(item)))
+            if cur and (
+                w * (len(cur) + 1) > self.max_batch_tokens or len(cur) >= self.max_sampling_batch
+            ):
+                out.append(cur)
+                cur, w = [], sum(lengths(item))
+            cur.append(item)
+            widest = w
+        if cur:
+            out.append(cur)
+        return out
+
+
+def _settle(future: Future, fn: Callable[[], Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn())
+    except BaseException as exc:  # noqa: BLE001 - delivered to whoever awaits the future
+        future.set_exception(exc)

@@ -1,0 +1,188 @@
+"""LoRA adapters that share one copy of the base weights.
+
+Every target `nn.Linear` of a base model is wrapped once in a `LoRALinear`; which adapter it
+applies is switched per batch (`use_adapter`). An adapter is a plain dict of (A, B) tensors, so
+a sampling snapshot is a cheap detached copy, and adapters of any rank coexist on one model.
+Saved adapters use PEFT's file layout, so `peft.PeftModel.from_pretrained` loads them too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+LORA_ALPHA = 32.0
+ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
+UNEMBED_TARGETS = ("lm_head",)
+_PEFT_PREFIX = "base_model.model."
+
+
+class LoRALinear(nn.Module):
+    """`base(x) + scale * (x @ A^T) @ B^T` when an adapter is active, else `base(x)`."""
+
+    def __init__(self, base: nn.Linear):
+        super().__init__()
+        self.base = base
+        self.active: tuple[torch.Tensor, torch.Tensor, float] | None = None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.active is None:
+            return out
+        a, b, scale = self.active
+        return out + (x.to(a.dtype) @ a.t() @ b.t()).to(out.dtype) * scale
+
+
+def wrap_lora_targets(model: nn.Module) -> dict[str, LoRALinear]:
+    """Wrap every attention, MLP and unembedding Linear; returns them by module path."""
+    targets = ATTN_TARGETS + MLP_TARGETS + UNEMBED_TARGETS
+    found: dict[str, LoRALinear] = {}
+    for path, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if child_name in targets and isinstance(child, nn.Linear):
+                wrapped = LoRALinear(child)
+                setattr(module, child_name, wrapped)
+                found[f"{path}.{child_name}" if path else child_name] = wrapped
+    return found
+
+
+def target_suffixes(train_attn: bool, train_mlp: bool, train_unembed: bool) -> tuple[str, ...]:
+    return (
+        (ATTN_TARGETS if train_attn else ())
+        + (MLP_TARGETS if train_mlp else ())
+        + (UNEMBED_TARGETS if train_unembed else ())
+    )
+
+
+@dataclass
+class LoRAAdapter:
+    """Low-rank deltas for some of a model's Linears: module path -> (A [r, in], B [out, r])."""
+
+    rank: int
+    weights: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    alpha: float = LORA_ALPHA
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    @classmethod
+    def initialize(
+        cls, modules: dict[str, LoRALinear], rank: int, suffixes: tuple[str, ...], seed: int | None
+    ) -> LoRAAdapter:
+        """A random, B zero (PEFT's default), so a new adapter leaves the model unchanged."""
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got rank={rank}")
+        if not suffixes:
+            raise ValueError(
+                "train_attn, train_mlp and train_unembed are all False: nothing to train"
+            )
+        gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
+        weights = {}
+        for path, mod in modules.items():
+            if path.rsplit(".", 1)[-1] not in suffixes:
+                continue
+            a = torch.empty(rank, mod.in_features)
+            bound = 1.0 / math.sqrt(mod.in_features)
+            a.uniform_(-bound, bound, generator=gen)
+            b = torch.zeros(mod.out_features, rank)
+            device = mod.base.weight.device
+            weights[path] = (
+                a.to(device).requires_grad_(True),
+                b.to(device).requires_grad_(True),
+            )
+        return cls(rank=rank, weights=weights)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [t for pair in self.weights.values() for t in pair]
+
+    def named_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for path, (a, b) in self.weights.items():
+            yield f"{_PEFT_PREFIX}{path}.lora_A.weight", a
+            yield f"{_PEFT_PREFIX}{path}.lora_B.weight", b
+
+    def snapshot(self) -> LoRAAdapter:
+        """A frozen copy: later training of this adapter does not change it."""
+        frozen = {p: (a.detach().clone(), b.detach().clone()) for p, (a, b) in self.weights.items()}
+        return LoRAAdapter(rank=self.rank, weights=frozen, alpha=self.alpha)
+
+    def trainable_copy(self) -> LoRAAdapter:
+        copy = self.snapshot()
+        for t in copy.parameters():
+            t.requires_grad_(True)
+        return copy
+
+    def save(self, folder: Path, base_model: str) -> None:
+        """PEFT layout: adapter_model.safetensors + adapter_config.json."""
+        tensors = {k: v.detach().float().cpu().contiguous() for k, v in self.named_parameters()}
+        save_file(tensors, str(folder / "adapter_model.safetensors"))
+        suffixes = sorted({p.rsplit(".", 1)[-1] for p in self.weights})
+        config = {
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model,
+            "r": self.rank,
+            "lora_alpha": self.alpha,
+            "lora_dropout": 0.0,
+            "bias": "none",
+            "target_modules": suffixes,
+            "fan_in_fan_out": False,
+            "use_rslora": False,
+            "init_lora_weights": True,
+        }
+        (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, modules: dict[str, LoRALinear]) -> LoRAAdapter:
+        config = json.loads((folder / "adapter_config.json").read_text())
+        tensors = load_file(str(folder / "adapter_model.safetensors"))
+        weights = {}
+        for path, mod in modules.items():
+            key = f"{_PEFT_PREFIX}{path}"
+            if f"{key}.lora_A.weight" in tensors:
+                device = mod.base.weight.device
+                weights[path] = (
+                    tensors.pop(f"{key}.lora_A.weight").to(device),
+                    tensors.pop(f"{key}.lora_B.weight").to(device),
+                )
+        if tensors:
+            extra = ", ".join(sorted(tensors)[:3])
+            raise ValueError(
+                f"Adapter in {folder} has weights for modules this model lacks ({extra}...): "
+                "it was trained on a different base model"
+            )
+        return cls(rank=int(config["r"]), weights=weights, alpha=float(config["lora_alpha"]))
+
+
+@contextmanager
+def use_adapter(modules: dict[str, LoRALinear], adapter: LoRAAdapter | None) -> Iterator[None]:
+    """Apply `adapter` (or none: the base model) to the wrapped Linears for this block."""
+    for path, mod in modules.items():
+        pair = adapter.weights.get(path) if adapter is not None else None
+        mod.active = (pair[0], pair[1], adapter.scale) if pair is not None else None
+    try:
+        yield
+    finally:
+        for mod in modules.values():
+            mod.active = None

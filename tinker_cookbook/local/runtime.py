@@ -1,0 +1,162 @@
+"""One loaded base model: its weights (shared by every client of it), LoRA slots and forward
+passes that return per-token log-probabilities without materialising full-vocabulary logits."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+
+from tinker_cookbook.local.config import LocalBackendConfig
+from tinker_cookbook.local.lora import LoRAAdapter, LoRALinear, use_adapter, wrap_lora_targets
+from tinker_cookbook.local.models import get_tokenizer, resolve_model_dir
+
+_LOGIT_CHUNK = 2048  # positions per lm_head chunk: bounds memory for 150k-token vocabularies
+
+
+def pick_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+@dataclass
+class TokenScores:
+    """Log-probabilities of chosen targets, and optionally the top-k alternatives, per position."""
+
+    target_logprobs: torch.Tensor  # [n] or [n, K]
+    topk_ids: torch.Tensor | None = None  # [n, k]
+    topk_logprobs: torch.Tensor | None = None  # [n, k]
+
+
+class ModelRuntime:
+    """A base model loaded once per process and shared by all training and sampling clients."""
+
+    def __init__(self, name: str, config: LocalBackendConfig):
+        self.name = name
+        self.device = pick_device(config.device)
+        self.use_bf16 = config.use_bf16
+        self.path = resolve_model_dir(name)
+        # CPU keeps fp32 master weights and autocasts; GPUs hold bf16 weights to save memory.
+        dtype = (
+            torch.bfloat16 if (self.device.type == "cuda" and config.use_bf16) else torch.float32
+        )
+        model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=dtype)
+        model.to(self.device).eval()
+        model.requires_grad_(False)
+        self.model = model
+        self.lora_modules: dict[str, LoRALinear] = wrap_lora_targets(model)
+        self.tokenizer: PreTrainedTokenizerBase = get_tokenizer(name)
+        self.vocab_size = int(model.config.vocab_size)
+        self.decoder = model.get_decoder()
+        # transformers renamed `past_key_values` to `cache` (5.2x); accept either release.
+        params = inspect.signature(self.decoder.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self.lm_head = model.get_output_embeddings()
+
+    def autocast(self) -> AbstractContextManager:
+        if not self.use_bf16:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def adapter(self, adapter: LoRAAdapter | None) -> AbstractContextManager:
+        return use_adapter(self.lora_modules, adapter)
+
+    def hidden_states(self, input_ids, attention_mask, position_ids=None, cache=None):
+        """Last hidden states [B, T, H] (and the updated KV cache when `cache` is given)."""
+        out = self.decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=cache is not None,
+            **{self._cache_kwarg: cache},
+        )
+        return out.last_hidden_state, cache  # a DynamicCache is updated in place
+
+    def logits_fp32(self, hidden: torch.Tensor) -> torch.Tensor:
+        """On CPU the unembedding runs in fp32: bf16 logits are too coarse (ties, KL noise).
+        On GPU the weights are bf16 already and the vocabulary matmul dominates the cost."""
+        if self.device.type == "cpu":
+            with torch.autocast("cpu", enabled=False):
+                return self.lm_head(hidden.float()).float()
+        return self.lm_head(hidden).float()
+
+    def score_positions(
+        self, hidden: torch.Tensor, targets: torch.Tensor, topk: int = 0
+    ) -> TokenScores:
+        """Log-probs of `targets` ([n] or [n, K]) given hidden states [n, H], chunked over n."""
+        parts, ids_parts, lp_parts = [], [], []
+        for start in range(0, hidden.shape[0], _LOGIT_CHUNK):
+            logits = self.logits_fp32(hidden[start : start + _LOGIT_CHUNK])
+            logprobs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+            tgt = targets[start : start + _LOGIT_CHUNK]
+            if tgt.dim() == 1:
+                parts.append(logprobs.gather(-1, tgt.unsqueeze(-1)).squeeze(-1))
+            else:
+                parts.append(logprobs.gather(-1, tgt))
+            if topk > 0:
+                vals, ids = logprobs.detach().topk(topk, dim=-1)
+                ids_parts.append(ids)
+                lp_parts.append(vals)
+        return TokenScores(
+            target_logprobs=torch.cat(parts),
+            topk_ids=torch.cat(ids_parts) if topk > 0 else None,
+            topk_logprobs=torch.cat(lp_parts) if topk > 0 else None,
+        )
+
+    def sequence_logprobs(
+        self, inputs: list[list[int]], targets: list[torch.Tensor], topk: int = 0
+    ) -> list[TokenScores]:
+        """Per-sequence target log-probs for one right-padded batch. Differentiable when grad
+        is enabled and an adapter with trainable weights is active."""
+        lengths = [len(x) for x in inputs]
+        width = max(lengths)
+        ids = torch.zeros(len(inputs), width, dtype=torch.long)
+        mask = torch.zeros(len(inputs), width, dtype=torch.long)
+        for i, seq in enumerate(inputs):
+            ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[i, : len(seq)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        with self.autocast():
+            hidden, _ = self.hidden_states(ids, mask)
+            flat_hidden = hidden[mask.bool()]
+            flat_targets = torch.cat([t.to(self.device) for t in targets])
+            scores = self.score_positions(flat_hidden, flat_targets, topk)
+        return _split_scores(scores, lengths)
+
+
+def _split_scores(scores: TokenScores, lengths: list[int]) -> list[TokenScores]:
+    def split(t: torch.Tensor | None) -> list[torch.Tensor | None]:
+        return list(torch.split(t, lengths)) if t is not None else [None] * len(lengths)
+
+    return [
+        TokenScores(a, b, c)
+        for a, b, c in zip(
+            split(scores.target_logprobs),
+            split(scores.topk_ids),
+            split(scores.topk_logprobs),
+            strict=True,
+        )
+    ]
+
+
+class RuntimeRegistry:
+    """Loads each base model at most once per (process, device) and hands out the shared copy."""
+
+    def __init__(self) -> None:
+        self._runtimes: dict[tuple[str, str, bool], ModelRuntime] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, config: LocalBackendConfig) -> ModelRuntime:
+        key = (name, str(pick_device(config.device)), config.use_bf16)
+        with self._lock:
+            if key not in self._runtimes:
+                self._runtimes[key] = ModelRuntime(name, config)
+            return self._runtimes[key]
+
+
+RUNTIMES = RuntimeRegistry()
