@@ -9,17 +9,28 @@ from tests.helpers import chat_tokens, next_token_datum
 
 FORMULAS = {
     "cross_entropy": lambda lp, x, c: -(lp * x["weights"]).sum(),
-    "importance_sampling": lambda lp, x, c: -(torch.exp(lp - x["logprobs"]) * x["advantages"]).sum(),
-    "ppo": lambda lp, x, c: -torch.minimum(
-        torch.exp(lp - x["logprobs"]) * x["advantages"],
-        torch.exp(lp - x["logprobs"]).clamp(c["clip_low_threshold"], c["clip_high_threshold"]) * x["advantages"],
-    ).sum(),
-    "cispo": lambda lp, x, c: -(
-        torch.exp(lp - x["logprobs"]).clamp(c["clip_low_threshold"], c["clip_high_threshold"]).detach()
-        * lp
-        * x["advantages"]
-    ).sum(),
-    "dro": lambda lp, x, c: -(lp * x["advantages"] - 0.5 * c["beta"] * (lp - x["logprobs"]) ** 2).sum(),
+    "importance_sampling": lambda lp, x, c: (
+        -(torch.exp(lp - x["logprobs"]) * x["advantages"]).sum()
+    ),
+    "ppo": lambda lp, x, c: (
+        -torch.minimum(
+            torch.exp(lp - x["logprobs"]) * x["advantages"],
+            torch.exp(lp - x["logprobs"]).clamp(c["clip_low_threshold"], c["clip_high_threshold"])
+            * x["advantages"],
+        ).sum()
+    ),
+    "cispo": lambda lp, x, c: (
+        -(
+            torch.exp(lp - x["logprobs"])
+            .clamp(c["clip_low_threshold"], c["clip_high_threshold"])
+            .detach()
+            * lp
+            * x["advantages"]
+        ).sum()
+    ),
+    "dro": lambda lp, x, c: (
+        -(lp * x["advantages"] - 0.5 * c["beta"] * (lp - x["logprobs"]) ** 2).sum()
+    ),
 }
 CONFIGS = {
     "ppo": {"clip_low_threshold": 0.9, "clip_high_threshold": 1.1},
@@ -92,7 +103,9 @@ def test_loss_value_and_gradient_match_formula(client, tokenizer, loss):
 
     assert out.metrics["loss:sum"] == pytest.approx(want_loss, rel=1e-4, abs=1e-4)
     for got, s in zip(out.loss_fn_outputs, want_scores, strict=True):
-        np.testing.assert_allclose(got["logprobs"].to_numpy(), s.target_logprobs.detach().numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            got["logprobs"].to_numpy(), s.target_logprobs.detach().numpy(), atol=1e-5
+        )
     flat_got = torch.cat([g.flatten() for g in got_grads])
     flat_want = torch.cat([g.flatten() for g in want_grads])
     assert flat_want.norm() > 0
@@ -103,9 +116,13 @@ def test_ppo_clipping_changes_the_gradient(client, tokenizer):
     """Guards against a ppo that ignores its thresholds (it would equal importance_sampling)."""
     _nudge_adapter(client)
     data = _make_data(tokenizer, "ppo")
-    wide = client.forward_backward(data, "ppo", {"clip_low_threshold": 0.0, "clip_high_threshold": 1e9}).result()
+    wide = client.forward_backward(
+        data, "ppo", {"clip_low_threshold": 0.0, "clip_high_threshold": 1e9}
+    ).result()
     is_ = client.forward_backward(data, "importance_sampling").result()
-    tight = client.forward_backward(data, "ppo", {"clip_low_threshold": 0.99, "clip_high_threshold": 1.01}).result()
+    tight = client.forward_backward(
+        data, "ppo", {"clip_low_threshold": 0.99, "clip_high_threshold": 1.01}
+    ).result()
     client._optimizer.zero_grad(set_to_none=True)
     # Unclipped ppo is the importance-sampling objective; tight clipping changes it.
     assert wide.metrics["loss:sum"] == pytest.approx(is_.metrics["loss:sum"], rel=1e-5)
@@ -133,7 +150,9 @@ def test_soft_targets_cross_entropy(client, tokenizer):
             loss_fn_inputs={"target_tokens": targets[:, k]},
         )
         hard = client.forward([col], "cross_entropy").result()
-        np.testing.assert_allclose(lp[:, k], hard.loss_fn_outputs[0]["logprobs"].to_numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            lp[:, k], hard.loss_fn_outputs[0]["logprobs"].to_numpy(), atol=1e-5
+        )
     assert out.metrics["loss:sum"] == pytest.approx(float(-(lp * weights).sum()), rel=1e-4)
 
 

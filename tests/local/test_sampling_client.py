@@ -21,7 +21,9 @@ def base(service):
 
 @pytest.fixture(scope="module")
 def prompt(tokenizer):
-    return types.ModelInput.from_ints(tokenizer.encode("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"))
+    return types.ModelInput.from_ints(
+        tokenizer.encode("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    )
 
 
 def _sample(client, prompt, n=1, **params):
@@ -32,17 +34,27 @@ def test_sampled_logprobs_equal_compute_logprobs(base, prompt):
     res = _sample(base, prompt, n=3, max_tokens=24, temperature=1.0, seed=5, stop=[])
     for seq in res.sequences:
         assert len(seq.tokens) == len(seq.logprobs) == 24
-        scored = base.compute_logprobs(types.ModelInput.from_ints(prompt.to_ints() + seq.tokens)).result()
+        scored = base.compute_logprobs(
+            types.ModelInput.from_ints(prompt.to_ints() + seq.tokens)
+        ).result()
         assert scored[0] is None and len(scored) == prompt.length + 24
         np.testing.assert_allclose(scored[-24:], seq.logprobs, atol=LOGPROB_TOLERANCE)
 
 
 def test_temperature_zero_is_greedy_and_top_k_one_matches(base, prompt):
     greedy = _sample(base, prompt, max_tokens=12, temperature=0.0, stop=[]).sequences[0].tokens
-    top1 = _sample(base, prompt, max_tokens=12, temperature=1.0, top_k=1, seed=1, stop=[]).sequences[0].tokens
+    top1 = (
+        _sample(base, prompt, max_tokens=12, temperature=1.0, top_k=1, seed=1, stop=[])
+        .sequences[0]
+        .tokens
+    )
     assert greedy == top1
-    scored = base.sample(prompt, 1, types.SamplingParams(max_tokens=1, temperature=0.0), topk_prompt_logprobs=3).result()
-    assert scored.topk_prompt_logprobs[0] is None and len(scored.topk_prompt_logprobs) == prompt.length
+    scored = base.sample(
+        prompt, 1, types.SamplingParams(max_tokens=1, temperature=0.0), topk_prompt_logprobs=3
+    ).result()
+    assert (
+        scored.topk_prompt_logprobs[0] is None and len(scored.topk_prompt_logprobs) == prompt.length
+    )
 
 
 def test_seeds_make_samples_reproducible(base, prompt):
@@ -78,15 +90,23 @@ def test_default_stop_is_end_of_sequence(service, tokenizer):
         tc.forward_backward([next_token_datum(toks)], "cross_entropy")
         tc.optim_step(types.AdamParams(learning_rate=3e-3))
     sampler = tc.save_weights_and_get_sampling_client().result()
-    prompt = types.ModelInput.from_ints(tokenizer.encode("<|im_start|>user\nping<|im_end|>\n<|im_start|>assistant\n"))
-    seq = sampler.sample(prompt, 1, types.SamplingParams(max_tokens=30, temperature=0.0)).result().sequences[0]
+    prompt = types.ModelInput.from_ints(
+        tokenizer.encode("<|im_start|>user\nping<|im_end|>\n<|im_start|>assistant\n")
+    )
+    seq = (
+        sampler.sample(prompt, 1, types.SamplingParams(max_tokens=30, temperature=0.0))
+        .result()
+        .sequences[0]
+    )
     assert seq.stop_reason == "stop"
     assert seq.tokens[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(seq.tokens) == "pong<|im_end|>"
 
 
 def test_prompt_logprobs_match_compute_logprobs(base, prompt):
-    res = base.sample(prompt, 1, types.SamplingParams(max_tokens=2), include_prompt_logprobs=True).result()
+    res = base.sample(
+        prompt, 1, types.SamplingParams(max_tokens=2), include_prompt_logprobs=True
+    ).result()
     direct = base.compute_logprobs(prompt).result()
     assert res.prompt_logprobs[0] is None
     np.testing.assert_allclose(res.prompt_logprobs[1:], direct[1:], atol=1e-5)
@@ -107,7 +127,9 @@ def test_sampling_client_is_a_frozen_snapshot(service, prompt, tokenizer):
 
 
 def test_concurrent_requests_are_batched(service, base, prompt):
-    params = [types.SamplingParams(max_tokens=8, temperature=1.0, seed=i, stop=[]) for i in range(16)]
+    params = [
+        types.SamplingParams(max_tokens=8, temperature=1.0, seed=i, stop=[]) for i in range(16)
+    ]
     alone = [base.sample(prompt, 1, p).result().sequences[0].tokens for p in params[:4]]
 
     async def together():
@@ -123,10 +145,20 @@ def test_concurrent_requests_are_batched(service, base, prompt):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda c, p: c.sample(types.ModelInput.from_ints([]), 1, types.SamplingParams(max_tokens=4)), "empty"),
+        (
+            lambda c, p: c.sample(
+                types.ModelInput.from_ints([]), 1, types.SamplingParams(max_tokens=4)
+            ),
+            "empty",
+        ),
         (lambda c, p: c.sample(p, 1, types.SamplingParams(max_tokens=0)), "max_tokens"),
         (lambda c, p: c.sample(p, 0, types.SamplingParams(max_tokens=4)), "num_samples"),
-        (lambda c, p: c.sample(types.ModelInput.from_ints([1, 99999]), 1, types.SamplingParams()), "99999"),
+        (
+            lambda c, p: c.sample(
+                types.ModelInput.from_ints([1, 99999]), 1, types.SamplingParams()
+            ),
+            "99999",
+        ),
         (lambda c, p: c.compute_logprobs(types.ModelInput.from_ints([5, -1])), "-1"),
         (lambda c, p: c.sample(p, 1, types.SamplingParams(top_p=0.0)), "top_p"),
     ],

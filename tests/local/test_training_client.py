@@ -46,7 +46,9 @@ def test_adam_step_follows_adamw_formula(client, data):
     for step in (1, 2):
         client.forward_backward(data, "cross_entropy").result()
         g = torch.cat([t.grad.flatten().clone() for t in client._adapter.parameters()])
-        client.optim_step(types.AdamParams(learning_rate=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd)).result()
+        client.optim_step(
+            types.AdamParams(learning_rate=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd)
+        ).result()
         p = p * (1 - lr * wd)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
@@ -62,7 +64,9 @@ def test_grad_clip_norm_scales_the_gradient(service, data):
         before = _params(c)
         c.forward_backward(data, "cross_entropy").result()
         norm = torch.cat([t.grad.flatten() for t in c._adapter.parameters()]).norm().item()
-        out = c.optim_step(types.AdamParams(learning_rate=1.0, eps=1e6, grad_clip_norm=clip)).result()
+        out = c.optim_step(
+            types.AdamParams(learning_rate=1.0, eps=1e6, grad_clip_norm=clip)
+        ).result()
         assert out.metrics["grad_norm"] == pytest.approx(norm, rel=1e-4)  # reported before clipping
         runs[clip] = (_params(c) - before).norm().item()
     assert norm > 1.0
@@ -129,7 +133,9 @@ def test_sampler_weights_round_trip(service, client, data, tokenizer):
     sampler = service.create_sampling_client(model_path=path).result()
     toks = data[0].model_input.to_ints() + [data[0].loss_fn_inputs["target_tokens"].tolist()[-1]]
     scored = sampler.compute_logprobs(types.ModelInput.from_ints(toks)).result()
-    trained = client.forward([data[0]], "cross_entropy").result().loss_fn_outputs[0]["logprobs"].tolist()
+    trained = (
+        client.forward([data[0]], "cross_entropy").result().loss_fn_outputs[0]["logprobs"].tolist()
+    )
     np.testing.assert_allclose(scored[1:], trained, atol=1e-5)
     with pytest.raises(LocalBackendError, match="no optimizer state"):
         service.create_training_client_from_state_with_optimizer(path)
@@ -198,10 +204,14 @@ def test_bad_loss_inputs_fail_clearly(client, tokenizer, loss_fn, datum_kwargs, 
 
 
 def test_misshaped_and_out_of_vocab_targets_fail_clearly(client):
-    short = types.Datum(model_input=types.ModelInput.from_ints([1, 2, 3]), loss_fn_inputs={"target_tokens": [2, 3]})
+    short = types.Datum(
+        model_input=types.ModelInput.from_ints([1, 2, 3]), loss_fn_inputs={"target_tokens": [2, 3]}
+    )
     with pytest.raises(LocalBackendError, match=r"datum 0: target_tokens has shape \(2,\).*N=3"):
         client.forward_backward([short], "cross_entropy")
-    oov = types.Datum(model_input=types.ModelInput.from_ints([1, 2]), loss_fn_inputs={"target_tokens": [2, 10**6]})
+    oov = types.Datum(
+        model_input=types.ModelInput.from_ints([1, 2]), loss_fn_inputs={"target_tokens": [2, 10**6]}
+    )
     with pytest.raises(LocalBackendError, match="token id 1000000 is outside"):
         client.forward_backward([oov], "cross_entropy")
     with pytest.raises(LocalBackendError, match="empty list"):
@@ -218,3 +228,34 @@ def test_bad_checkpoint_names_and_paths(service, client, tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(LocalBackendError, match="incomplete"):
         service.create_training_client_from_state(str(tmp_path / "half"))
+
+
+def test_forward_backward_custom_applies_the_users_gradient(client, data):
+    """A non-linear custom loss: the adapter gradient equals autograd through the model."""
+
+    def loss_fn(batch, logprobs):
+        assert all(
+            lp.requires_grad and lp.shape == (d.model_input.length,)
+            for d, lp in zip(batch, logprobs, strict=True)
+        )
+        total = sum((lp.sum() / 10) ** 2 for lp in logprobs)
+        return total, {"custom:sum": float(total)}
+
+    with torch.no_grad():  # non-zero B so every factor gets gradient
+        for _, b in client._adapter.weights.values():
+            b.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
+    runtime, ref = client._runtime, client._adapter.trainable_copy()
+    with torch.enable_grad(), runtime.adapter(ref):
+        scores = runtime.sequence_logprobs(
+            [d.model_input.to_ints() for d in data],
+            [d.loss_fn_inputs["target_tokens"].to_torch() for d in data],
+        )
+        want_loss = sum((s.target_logprobs.sum() / 10) ** 2 for s in scores)
+        want_loss.backward()
+    want = torch.cat([p.grad.flatten() for p in ref.parameters()])
+
+    out = client.forward_backward_custom(data, loss_fn).result()
+    got = torch.cat([p.grad.flatten() for p in client._adapter.parameters()])
+    assert out.metrics["loss:sum"] == pytest.approx(float(want_loss), rel=1e-4)
+    assert out.metrics["custom:sum"] == pytest.approx(float(want_loss), rel=1e-4)
+    assert (got - want).norm() / want.norm() < 2e-2  # bf16 backward rounding only

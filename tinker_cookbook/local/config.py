@@ -20,4 +20,4 @@ class LocalBackendConfig:
     # Most sequences decoded together by one batched sampling pass.
     max_sampling_batch: int = 64
     # How long the engine waits for more concurrent requests before it runs a batch.
-    gather_window_s: float = 0.002
+    gather_window_s: float = 0.001

@@ -115,6 +115,7 @@ class LocalEngine:
                     chunk, runtime.sequence_logprobs(inputs, targets, topk), strict=True
                 ):
                     w.scores = s
+                self.sampling_batches_run += 1
             jobs = [j for w in group for j in w.jobs]
             jobs.sort(key=lambda j: len(j.prompt))
             for chunk in self._chunks(jobs, lambda j: [len(j.prompt) + j.max_tokens]):

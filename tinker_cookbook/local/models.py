@@ -70,7 +70,9 @@ def list_builtin_models() -> list[str]:
 def _build_tiny_model(name: str, folder: Path) -> None:
     import torch
     from transformers import Qwen3ForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     spec = BUILTIN_MODELS[name]
     with torch.random.fork_rng():
         torch.manual_seed(spec.seed)

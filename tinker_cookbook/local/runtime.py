@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from tinker_cookbook.local.config import LocalBackendConfig
 from tinker_cookbook.local.lora import LoRAAdapter, LoRALinear, use_adapter, wrap_lora_targets
@@ -41,15 +42,23 @@ class ModelRuntime:
         self.device = pick_device(config.device)
         self.use_bf16 = config.use_bf16
         self.path = resolve_model_dir(name)
-        # CPU keeps fp32 master weights and autocasts; GPUs hold bf16 weights to save memory.
+        # GPUs hold bf16 weights; on CPU the Linears become bf16 below, the rest stays fp32.
         dtype = (
             torch.bfloat16 if (self.device.type == "cuda" and config.use_bf16) else torch.float32
         )
+        hf_logging.disable_progress_bar()  # one bar per load is noise in training logs
         model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=dtype)
         model.to(self.device).eval()
         model.requires_grad_(False)
         self.model = model
         self.lora_modules: dict[str, LoRALinear] = wrap_lora_targets(model)
+        if self.use_bf16 and self.device.type == "cpu":
+            # Autocast re-casts frozen fp32 weights on every call; store them in bf16 once.
+            # The unembedding stays fp32 for fine-grained logits.
+            unembed = model.get_output_embeddings()
+            for module in self.lora_modules.values():
+                if module is not unembed:
+                    module.base.to(torch.bfloat16)
         self.tokenizer: PreTrainedTokenizerBase = get_tokenizer(name)
         self.vocab_size = int(model.config.vocab_size)
         self.decoder = model.get_decoder()
@@ -121,8 +130,10 @@ class ModelRuntime:
             ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[i, : len(seq)] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
+        # Without padding, no mask lets attention take its fused causal path.
+        attention_mask = None if min(lengths) == width else mask
         with self.autocast():
-            hidden, _ = self.hidden_states(ids, mask)
+            hidden, _ = self.hidden_states(ids, attention_mask)
             flat_hidden = hidden[mask.bool()]
             flat_targets = torch.cat([t.to(self.device) for t in targets])
             scores = self.score_positions(flat_hidden, flat_targets, topk)

@@ -1,0 +1,33 @@
+"""The backend factory picks the local engine or the real SDK."""
+
+import pytest
+import tinker
+
+from tinker_cookbook import local
+from tinker_cookbook.backend import make_service_client, resolve_backend
+
+
+def test_auto_is_local_without_a_key_and_tinker_with_one(monkeypatch):
+    monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    assert resolve_backend("auto") == "local"
+    assert isinstance(make_service_client("auto"), local.ServiceClient)
+    monkeypatch.setenv("TINKER_API_KEY", "tml-dummy")
+    assert resolve_backend("auto") == "tinker"
+
+
+def test_tinker_backend_returns_the_sdk_client(monkeypatch):
+    monkeypatch.setenv("TINKER_API_KEY", "tml-dummy")
+    client = make_service_client("tinker", base_url="http://127.0.0.1:9")
+    assert isinstance(client, tinker.ServiceClient)  # lazy: no request is made yet
+
+
+def test_local_options_reach_the_local_config(isolated_cache):
+    client = make_service_client("local", checkpoint_dir=str(isolated_cache / "ck"))
+    assert client.checkpoint_root == isolated_cache / "ck"
+
+
+def test_bad_backend_names_are_rejected():
+    with pytest.raises(ValueError, match="'gpu' is not one of"):
+        make_service_client("gpu")
+    with pytest.raises(ValueError, match="only apply to backend='local'"):
+        make_service_client("tinker", checkpoint_dir="/tmp/x")

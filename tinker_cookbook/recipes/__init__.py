@@ -1,0 +1,1 @@
+"""`python -m` entry points: chz configs that build datasets, pick models and call a `main`."""
