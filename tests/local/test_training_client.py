@@ -259,3 +259,13 @@ def test_forward_backward_custom_applies_the_users_gradient(client, data):
     assert out.metrics["loss:sum"] == pytest.approx(float(want_loss), rel=1e-4)
     assert out.metrics["custom:sum"] == pytest.approx(float(want_loss), rel=1e-4)
     assert (got - want).norm() / want.norm() < 2e-2  # bf16 backward rounding only
+
+
+def test_clients_share_one_copy_of_the_base_weights(service):
+    a = service.create_lora_training_client("tiny-qwen3-1m", rank=2).result()
+    b = service.create_lora_training_client("tiny-qwen3-1m", rank=8)  # used as the client itself
+    s = service.create_sampling_client(base_model="tiny-qwen3-1m").result()
+    assert b.get_info().lora_rank == 8  # the future forwards to the client (SDK back-compat)
+    assert a._runtime is b.result()._runtime is s._runtime
+    assert a._adapter.weights.keys() == b.result()._adapter.weights.keys()
+    assert a._adapter.weights["lm_head"][0].shape == (2, 128)
