@@ -35,3 +35,11 @@ def make_service_client(
     import tinker
 
     return tinker.ServiceClient(base_url=base_url) if base_url else tinker.ServiceClient()
+
+
+def make_run_service_client(backend: str, base_url: str | None, log_path: str) -> Any:
+    """The service client for a training run; locally its checkpoints live in the run's
+    `log_path/checkpoints`, next to the `checkpoints.jsonl` that lists them."""
+    if resolve_backend(backend) == "local":
+        return make_service_client("local", checkpoint_dir=f"{log_path}/checkpoints")
+    return make_service_client(backend, base_url)

@@ -70,7 +70,9 @@ def main(config: Config) -> list[float]:
         prompt = tokenizer.apply_chat_template(
             [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
         )
-        result = sampler.sample(types.ModelInput.from_ints(tokenizer.encode(prompt)), 1, params).result()
+        result = sampler.sample(
+            types.ModelInput.from_ints(tokenizer.encode(prompt)), 1, params
+        ).result()
         answer = tokenizer.decode(result.sequences[0].tokens, skip_special_tokens=True)
         print(f"Q: {question}\nA: {answer}")
     print(f"loss per token fell from {losses[0]:.3f} to {losses[-1]:.3f} in {config.steps} steps")

@@ -1,0 +1,1 @@
+"""Distillation recipes: off-policy SFT, on-policy (single and multi-teacher), multi-turn."""

@@ -1,0 +1,1 @@
+"""Supervised fine-tuning: chat datasets and the SFT loop."""

@@ -1,0 +1,1 @@
+"""Logging, checkpoint bookkeeping, schedules and plots shared by every training loop."""
