@@ -37,6 +37,17 @@ def get_last_checkpoint(
     return records[-1] if records else None
 
 
+def _start_saves(training_client, name: str, kind: str) -> dict[str, Any]:
+    if kind not in ("state", "sampler", "both"):
+        raise ValueError(f"checkpoint kind {kind!r} is not 'state', 'sampler' or 'both'")
+    futures = {}
+    if kind in ("state", "both"):
+        futures["state_path"] = training_client.save_state(name)
+    if kind in ("sampler", "both"):
+        futures["sampler_path"] = training_client.save_weights_for_sampler(name)
+    return futures
+
+
 def save_checkpoint(
     training_client,
     name: str,
@@ -46,14 +57,22 @@ def save_checkpoint(
 ) -> dict[str, Any]:
     """Save `state` (weights + optimizer, for resuming), `sampler` weights, or `both`, then
     record them with the loop's position (`loop_state`, e.g. {"step": 40})."""
-    if kind not in ("state", "sampler", "both"):
-        raise ValueError(f"checkpoint kind {kind!r} is not 'state', 'sampler' or 'both'")
-    futures = {}
-    if kind in ("state", "both"):
-        futures["state_path"] = training_client.save_state(name)
-    if kind in ("sampler", "both"):
-        futures["sampler_path"] = training_client.save_weights_for_sampler(name)
+    futures = _start_saves(training_client, name, kind)
     record = {"name": name, **loop_state, **{k: f.result().path for k, f in futures.items()}}
+    append_jsonl(Path(log_path) / CHECKPOINTS_FILE, record)
+    return record
+
+
+async def save_checkpoint_async(
+    training_client,
+    name: str,
+    log_path: str | Path,
+    loop_state: dict[str, Any],
+    kind: str = "state",
+) -> dict[str, Any]:
+    """`save_checkpoint` for code running in an event loop."""
+    futures = _start_saves(training_client, name, kind)
+    record = {"name": name, **loop_state, **{k: (await f).path for k, f in futures.items()}}
     append_jsonl(Path(log_path) / CHECKPOINTS_FILE, record)
     return record
 

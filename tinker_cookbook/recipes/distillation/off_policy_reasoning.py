@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import chz
 
+from tinker_cookbook.recipes.common import default_log_path
 from tinker_cookbook.renderers import TrainOnWhat
 from tinker_cookbook.supervised import train
 from tinker_cookbook.supervised.datasets import (
@@ -51,12 +52,6 @@ class CLIConfig:
     wandb_name: str | None = None
     backend: str = "auto"
     base_url: str | None = None
-
-
-def default_log_path(recipe: str, model_name: str, **parts: object) -> str:
-    """A path fixed by the command's settings, so the same command finds (and resumes) its run."""
-    tag = "-".join(f"{k}{v}" for k, v in parts.items())
-    return f"/tmp/tinker-examples/distillation/{recipe}/{model_name.replace('/', '_')}-{tag}"
 
 
 def dataset_builder(cli: CLIConfig) -> ChatDatasetBuilder:

@@ -1,0 +1,67 @@
+"""Rollouts: groups run concurrently; a failing environment is reported, not hung."""
+
+import asyncio
+
+import pytest
+from tinker import types
+
+from tinker_cookbook.rl.rollouts import RolloutError, do_group_rollouts
+from tinker_cookbook.rl.types import Env, EnvGroupBuilder, StepResult, TokensWithLogprobs
+
+
+class CountingEnv(Env):
+    def __init__(self, turns: int, fail: bool = False):
+        self.turns, self.fail, self.seen = turns, fail, 0
+
+    async def initial_observation(self):
+        return types.ModelInput.from_ints([1]), [0]
+
+    async def step(self, action):
+        if self.fail:
+            raise ValueError("sandbox exploded")
+        self.seen += 1
+        done = self.seen >= self.turns
+        return StepResult(
+            float(len(action)),
+            done,
+            types.ModelInput.from_ints([1, *action]),
+            [0],
+            {"turn": self.seen},
+        )
+
+
+class Builder(EnvGroupBuilder):
+    def __init__(self, fail=False):
+        self.fail, self.cleaned = fail, False
+
+    async def make_envs(self):
+        return [CountingEnv(2, self.fail) for _ in range(3)]
+
+    async def cleanup(self):
+        self.cleaned = True
+
+    def logging_tags(self):
+        return ["broken" if self.fail else "fine"]
+
+
+async def policy(observation, stop):
+    await asyncio.sleep(0)
+    return TokensWithLogprobs([7, 8], [-1.0, -1.0])
+
+
+def test_failing_group_is_reported_and_others_complete():
+    builders = [Builder(), Builder(fail=True), Builder()]
+    groups, errors = asyncio.run(asyncio.wait_for(do_group_rollouts(builders, policy), timeout=10))
+    assert groups[1] is None and len(errors) == 1
+    assert "env group broken failed: ValueError: sandbox exploded" in errors[0]
+    assert all(b.cleaned for b in builders)  # cleanup runs on failure too
+    ok = groups[0]
+    assert len(ok.trajectories) == 3 and all(len(t.transitions) == 2 for t in ok.trajectories)
+    assert ok.total_rewards() == [4.0, 4.0, 4.0]
+
+
+def test_rollout_error_type():
+    with pytest.raises(RolloutError):
+        from tinker_cookbook.rl.rollouts import do_group_rollout
+
+        asyncio.run(do_group_rollout(Builder(fail=True), policy))

@@ -1,0 +1,59 @@
+"""The RL loop learns from environment rewards alone (group-centred advantages)."""
+
+import asyncio
+
+import chz
+from tinker import types
+
+from tinker_cookbook.local import get_tokenizer
+from tinker_cookbook.rl import train
+from tinker_cookbook.rl.types import Env, EnvGroupBuilder, RLDataset, RLDatasetBuilder, StepResult
+from tinker_cookbook.utils.ml_log import read_metrics
+
+TARGET = ord("a")  # byte-level tiny tokenizer: token 97 is "a"
+
+
+class SayAEnv(Env):
+    """Reward: the fraction of sampled tokens that are 'a'."""
+
+    async def initial_observation(self):
+        tok = get_tokenizer("tiny-qwen3-1m")
+        return types.ModelInput.from_ints(
+            tok.encode("<|im_start|>user\nsay a<|im_end|>\n<|im_start|>assistant\n")
+        ), []
+
+    async def step(self, action):
+        reward = sum(t == TARGET for t in action) / max(len(action), 1)
+        return StepResult(reward, True, types.ModelInput.empty(), [], {"frac_a": reward})
+
+
+class Group(EnvGroupBuilder):
+    async def make_envs(self):
+        return [SayAEnv() for _ in range(8)]
+
+
+class Dataset(RLDataset):
+    def __len__(self):
+        return 1000
+
+    def get_batch(self, index):
+        return [Group() for _ in range(4)]
+
+
+@chz.chz
+class SayABuilder(RLDatasetBuilder):
+    async def __call__(self):
+        return Dataset(), None
+
+
+def test_reward_rises(tmp_path):
+    config = train.Config(
+        log_path=str(tmp_path), model_name="tiny-qwen3-1m", dataset_builder=SayABuilder(),
+        learning_rate=1e-2, lora_rank=8, max_tokens=8, max_steps=15, eval_every=0, save_every=0,
+    )  # fmt: skip
+    asyncio.run(train.main(config))
+    rewards = [
+        r["env/all/reward/total"] for r in read_metrics(tmp_path) if "env/all/reward/total" in r
+    ]
+    assert len(rewards) == 15
+    assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.3

@@ -1,0 +1,1 @@
+"""Distillation: on-policy (teacher KL into advantages, several teachers) and prompt datasets."""

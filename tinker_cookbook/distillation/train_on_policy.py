@@ -1,0 +1,243 @@
+"""On-policy distillation: the student samples, each dataset's teacher scores every sampled
+token, and the student minimises per-token reverse KL through the advantages.
+
+For each sampled token t (mask 1; environment tokens have mask 0):
+    reverse_kl_t = logp_student(x_t) - logp_teacher(x_t)
+    advantage_t  = -kl_penalty_coef * reverse_kl_t
+or, with `kl_discount_factor` g > 0, the discounted sum over this and later sampled tokens
+sum_{u >= t} g^(u - t) * advantage_u. Environment rewards are normally zero here. Training
+uses `importance_sampling`. Several datasets can each bring their own teacher and
+`groups_per_batch`; their batches are concatenated and every datum is scored by its own
+dataset's teacher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import chz
+import numpy as np
+from tinker import types
+
+from tinker_cookbook.local.models import get_tokenizer
+from tinker_cookbook.renderers import get_recommended_renderer_name, get_renderer
+from tinker_cookbook.rl.data_processing import DatumSource
+from tinker_cookbook.rl.train import BatchSource, RLTrainingConfig, run_rl, with_inputs
+from tinker_cookbook.rl.types import EnvGroupBuilder, Metrics, RLDataset, RLDatasetBuilder
+
+
+@chz.chz
+class TeacherConfig:
+    base_model: str
+    load_checkpoint_path: str | None = None
+    # The teacher may see the same conversation in its own chat format or with its own
+    # system prompt (single-turn prompts; it must share the student's tokenizer).
+    renderer_name: str | None = None
+    system_prompt: str | None = None
+
+    def describe(self) -> str:
+        return self.base_model + (
+            f" @ {self.load_checkpoint_path}" if self.load_checkpoint_path else ""
+        )
+
+
+@chz.chz
+class DistillationDatasetConfig:
+    dataset_builder: RLDatasetBuilder
+    teacher_config: TeacherConfig | None = None
+    groups_per_batch: int = 32
+    name: str | None = None  # for metrics; default: the builder's dataset name or its index
+
+
+@chz.chz
+class Config(RLTrainingConfig):
+    dataset_configs: list[DistillationDatasetConfig]
+    kl_penalty_coef: float = 1.0
+    kl_discount_factor: float = 0.0
+
+
+class TeacherError(RuntimeError):
+    """A teacher failed while scoring; names the teacher and the dataset."""
+
+
+def kl_advantages(
+    reverse_kl: np.ndarray, mask: np.ndarray, coef: float, discount: float
+) -> np.ndarray:
+    """-coef * reverse KL on sampled tokens, optionally summed over later sampled tokens with
+    `discount` per sampled token; zero on environment tokens."""
+    adv = -coef * reverse_kl * mask
+    if discount <= 0:
+        return adv
+    positions = np.flatnonzero(mask > 0)
+    running = 0.0
+    for p in positions[::-1]:
+        running = adv[p] + discount * running
+        adv[p] = running
+    return adv
+
+
+class RebatchedDataset(RLDataset):
+    """Any RLDataset served `groups_per_batch` groups at a time (its own batch size aside)."""
+
+    def __init__(self, dataset: RLDataset, groups_per_batch: int):
+        self.dataset, self.groups_per_batch = dataset, groups_per_batch
+        self.native = len(dataset.get_batch(0))
+        if self.native == 0:
+            raise ValueError("the dataset's first batch is empty")
+
+    def __len__(self) -> int:
+        return max(len(self.dataset) * self.native // self.groups_per_batch, 1)
+
+    def get_batch(self, index: int) -> list[EnvGroupBuilder]:
+        total = len(self.dataset) * self.native
+        out = []
+        for j in range(index * self.groups_per_batch, (index + 1) * self.groups_per_batch):
+            j %= total
+            out.append(self.dataset.get_batch(j // self.native)[j % self.native])
+        return out
+
+
+class TeacherScorer:
+    """Scores one dataset's datums with its teacher and writes the KL into the advantages."""
+
+    def __init__(
+        self, name: str, teacher: TeacherConfig, client, config: Config, student_model: str
+    ):
+        self.name, self.teacher, self.client, self.config = name, teacher, client, config
+        self.teacher_renderer = None
+        if teacher.renderer_name or teacher.system_prompt:
+            renderer_name = teacher.renderer_name or get_recommended_renderer_name(
+                teacher.base_model
+            )
+            self.teacher_renderer = get_renderer(renderer_name, get_tokenizer(teacher.base_model))
+
+    async def __call__(
+        self,
+        datums: list[types.Datum],
+        origins: list[DatumSource],
+        builders: Sequence[EnvGroupBuilder],
+    ) -> tuple[list[types.Datum], Metrics]:
+        try:
+            teacher_lps = await asyncio.gather(
+                *[
+                    self._teacher_logprobs(d, builders[o.group_index])
+                    for d, o in zip(datums, origins, strict=True)
+                ]
+            )
+        except TeacherError:
+            raise
+        except Exception as exc:
+            raise TeacherError(
+                f"teacher {self.teacher.describe()} of dataset {self.name!r} failed while scoring: {type(exc).__name__}: {exc}"
+            ) from exc
+        out, kl_sum, tokens = [], 0.0, 0.0
+        for datum, teacher_lp in zip(datums, teacher_lps, strict=True):
+            x = datum.loss_fn_inputs
+            mask = x["mask"].to_numpy()
+            student_lp = (
+                x["student_logprobs"] if "student_logprobs" in x else x["logprobs"]
+            ).to_numpy()
+            reverse_kl = (student_lp - teacher_lp) * mask
+            kl_sum += float(reverse_kl.sum())
+            tokens += float(mask.sum())
+            adv = kl_advantages(
+                reverse_kl, mask, self.config.kl_penalty_coef, self.config.kl_discount_factor
+            )
+            out.append(
+                with_inputs(datum, advantages=(x["advantages"].to_numpy() + adv).astype(np.float32))
+            )
+        return out, {
+            f"teacher_kl/{self.name}": kl_sum / max(tokens, 1.0),
+            f"teacher_kl_tokens/{self.name}": tokens,
+        }
+
+    async def _teacher_logprobs(self, datum: types.Datum, builder: EnvGroupBuilder) -> np.ndarray:
+        tokens = datum.model_input.to_ints() + [
+            int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])
+        ]
+        mask = datum.loss_fn_inputs["mask"].to_numpy()
+        if self.teacher_renderer is None:
+            lps = await self.client.compute_logprobs(types.ModelInput.from_ints(tokens))
+            return np.asarray([0.0 if v is None else v for v in lps[1:]], dtype=np.float32)
+        # The teacher's own prompt + the student's completion (single-turn only).
+        sampled = np.flatnonzero(mask > 0)
+        if (
+            len(sampled) == 0
+            or sampled[-1] - sampled[0] + 1 != len(sampled)
+            or sampled[-1] != len(mask) - 1
+        ):
+            raise TeacherError(
+                f"dataset {self.name!r}: a teacher prompt of its own needs single-turn episodes"
+            )
+        messages = getattr(builder, "messages", None)
+        if messages is None:
+            raise TeacherError(
+                f"dataset {self.name!r}: its env groups expose no `messages` to re-render for the teacher"
+            )
+        if self.teacher.system_prompt:
+            messages = [{"role": "system", "content": self.teacher.system_prompt}] + [
+                m for m in messages if m["role"] != "system"
+            ]
+        completion = tokens[sampled[0] + 1 :]
+        prompt = self.teacher_renderer.build_generation_prompt(messages).to_ints()
+        lps = await self.client.compute_logprobs(types.ModelInput.from_ints(prompt + completion))
+        out = np.zeros(len(mask), dtype=np.float32)
+        out[sampled] = np.asarray(lps[-len(completion) :], dtype=np.float32)
+        return out
+
+
+def check_same_tokenizer(student: str, teacher: str) -> None:
+    """Token-level KL needs one vocabulary: compare them before any sampling."""
+    s, t = get_tokenizer(student), get_tokenizer(teacher)
+    if s.get_vocab() != t.get_vocab():
+        raise ValueError(
+            f"teacher {teacher!r} and student {student!r} have different tokenizers "
+            f"({len(t.get_vocab())} vs {len(s.get_vocab())} tokens); on-policy distillation scores "
+            "the student's tokens with the teacher, so both must share one vocabulary"
+        )
+
+
+def dataset_name(index: int, cfg: DistillationDatasetConfig) -> str:
+    return cfg.name or getattr(cfg.dataset_builder, "dataset", None) or f"dataset{index}"
+
+
+def overall_teacher_kl(metrics: Metrics) -> Metrics:
+    """`teacher_kl` over every dataset's sampled tokens (a token-weighted mean)."""
+    tokens = {
+        k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("teacher_kl_tokens/")
+    }
+    if tokens:
+        total = sum(tokens.values())
+        metrics["teacher_kl"] = sum(
+            metrics[f"teacher_kl/{n}"] * t for n, t in tokens.items()
+        ) / max(total, 1.0)
+    return metrics
+
+
+async def main(config: Config) -> dict:
+    for i, cfg in enumerate(config.dataset_configs):
+        if cfg.teacher_config is None:
+            raise ValueError(
+                f"dataset_configs[{i}] ({dataset_name(i, cfg)}) has no teacher_config: every dataset needs a teacher"
+            )
+        check_same_tokenizer(config.model_name, cfg.teacher_config.base_model)
+
+    async def make_sources(service: Any) -> list[BatchSource]:
+        teachers: dict[tuple[str, str | None], Any] = {}
+        sources = []
+        for i, cfg in enumerate(config.dataset_configs):
+            teacher = cfg.teacher_config
+            key = (teacher.base_model, teacher.load_checkpoint_path)
+            if key not in teachers:
+                teachers[key] = await service.create_sampling_client(
+                    base_model=teacher.base_model, model_path=teacher.load_checkpoint_path
+                )
+            name = dataset_name(i, cfg)
+            train, _ = await cfg.dataset_builder()
+            scorer = TeacherScorer(name, teacher, teachers[key], config, config.model_name)
+            sources.append(BatchSource(name, RebatchedDataset(train, cfg.groups_per_batch), scorer))
+        return sources
+
+    return await run_rl(config, make_sources, finalize_metrics=overall_teacher_kl)

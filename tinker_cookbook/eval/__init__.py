@@ -1,0 +1,1 @@
+"""Evaluation: answer extraction and grading, sampling evaluators (pass@k), NLL."""

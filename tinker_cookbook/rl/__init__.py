@@ -1,0 +1,1 @@
+"""Reinforcement-learning core: environments, rollouts, trajectories -> Datums, the RL loop."""

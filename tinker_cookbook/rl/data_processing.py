@@ -1,0 +1,115 @@
+"""Trajectories -> training Datums.
+
+Only tokens the policy sampled get mask 1 (and carry an advantage); every environment token
+(system prompt, user message, tool output, chat header) gets mask 0 and advantage 0. A turn
+whose observation extends the previous turn's full sequence continues the same datum, so a
+multi-turn episode usually becomes one sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tinker import types
+
+from tinker_cookbook.rl.types import Trajectory, TrajectoryGroup
+
+
+@dataclass
+class SequenceData:
+    """Unshifted per-token arrays of one training sequence (all of length len(tokens))."""
+
+    tokens: list[int] = field(default_factory=list)
+    mask: list[float] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    advantages: list[float] = field(default_factory=list)
+
+    def add(
+        self,
+        tokens: list[int],
+        sampled: bool,
+        logprobs: list[float] | None = None,
+        advantage: float = 0.0,
+    ) -> None:
+        self.tokens += tokens
+        self.mask += [float(sampled)] * len(tokens)
+        self.logprobs += list(logprobs) if logprobs is not None else [0.0] * len(tokens)
+        self.advantages += [advantage if sampled else 0.0] * len(tokens)
+
+    @property
+    def num_sampled(self) -> int:
+        return int(sum(self.mask))
+
+
+def trajectory_to_sequences(trajectory: Trajectory, advantage: float) -> list[SequenceData]:
+    sequences: list[SequenceData] = []
+    current = SequenceData()
+    for transition in trajectory.transitions:
+        observation = transition.observation.to_ints()
+        n = len(current.tokens)
+        if n and observation[:n] == current.tokens:
+            observation = observation[n:]  # this turn continues the sequence
+        elif n:
+            sequences.append(current)
+            current = SequenceData()
+        action = transition.action
+        if action.logprobs is not None and len(action.logprobs) != len(action.tokens):
+            raise ValueError(
+                f"sampler returned {len(action.logprobs)} logprobs for {len(action.tokens)} tokens"
+            )
+        current.add(observation, sampled=False)
+        current.add(action.tokens, sampled=True, logprobs=action.logprobs, advantage=advantage)
+    if current.tokens:
+        sequences.append(current)
+    return sequences
+
+
+def sequence_to_datum(seq: SequenceData) -> types.Datum:
+    """Shift to next-token form; `mask` rides along for the trainer and is removed before the
+    datum is sent (`rl.train.loss_inputs_only`)."""
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(seq.tokens[:-1]),
+        loss_fn_inputs={
+            "target_tokens": np.asarray(seq.tokens[1:], dtype=np.int64),
+            "logprobs": np.asarray(seq.logprobs[1:], dtype=np.float32),
+            "advantages": np.asarray(seq.advantages[1:], dtype=np.float32),
+            "mask": np.asarray(seq.mask[1:], dtype=np.float32),
+        },
+    )
+
+
+def center_group_rewards(group: TrajectoryGroup) -> list[float]:
+    """Advantage of each trajectory: its total reward minus the group mean."""
+    rewards = group.total_rewards()
+    mean = sum(rewards) / len(rewards)
+    return [r - mean for r in rewards]
+
+
+@dataclass
+class DatumSource:
+    """Where a datum came from: its group (index in the batch) and trajectory."""
+
+    group_index: int
+    trajectory_index: int
+
+
+def groups_to_data(
+    groups: list[TrajectoryGroup | None],
+) -> tuple[list[types.Datum], list[DatumSource], int]:
+    """Datums of every trajectory with at least one sampled token; also returns how many
+    trajectories were dropped for having none (e.g. an empty completion)."""
+    data, sources, dropped = [], [], 0
+    for g, group in enumerate(groups):
+        if group is None:
+            continue
+        for t, (traj, adv) in enumerate(
+            zip(group.trajectories, center_group_rewards(group), strict=True)
+        ):
+            for seq in trajectory_to_sequences(traj, adv):
+                if seq.num_sampled == 0 or len(seq.tokens) < 2:
+                    dropped += 1
+                    continue
+                data.append(sequence_to_datum(seq))
+                sources.append(DatumSource(g, t))
+    return data, sources, dropped

@@ -1,0 +1,294 @@
+"""The RL loop: sample with the current policy, turn trajectories into Datums, optionally
+post-process them (e.g. teacher KL for distillation), train, evaluate, checkpoint, resume.
+
+Synchronous by default; `max_steps_off_policy=1` overlaps the next batch's rollouts with the
+current training step (data at most one step stale, corrected by importance sampling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import chz
+import numpy as np
+from tinker import types
+
+from tinker_cookbook.backend import make_run_service_client
+from tinker_cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
+from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data
+from tinker_cookbook.rl.metrics import trajectory_group_metrics
+from tinker_cookbook.rl.rollouts import SamplingClientCompleter, do_group_rollouts
+from tinker_cookbook.rl.types import (
+    EnvGroupBuilder,
+    Metrics,
+    RLDataset,
+    RLDatasetBuilder,
+    TrajectoryGroup,
+)
+from tinker_cookbook.utils.checkpoints import (
+    get_last_checkpoint,
+    prepare_log_dir,
+    save_checkpoint_async,
+)
+from tinker_cookbook.utils.lr_schedule import lr_multiplier
+from tinker_cookbook.utils.ml_log import MetricsLogger
+from tinker_cookbook.utils.progress import step_progress
+
+logger = logging.getLogger(__name__)
+
+
+@chz.chz
+class RLTrainingConfig:
+    """What every on-policy loop shares (plain RL and distillation)."""
+
+    log_path: str
+    model_name: str
+    learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    lora_rank: int = 32
+    seed: int = 0
+    max_tokens: int = 512
+    temperature: float = 1.0
+    loss_fn: str = "importance_sampling"
+    max_steps: int | None = None
+    max_steps_off_policy: int = 0  # 0: synchronous; 1: next rollouts overlap this step's training
+    eval_every: int = 20  # 0: only at the end
+    save_every: int = 20
+    load_checkpoint_path: str | None = None
+    behavior_if_log_dir_exists: str = "resume"
+    wandb_project: str | None = None
+    wandb_name: str | None = None
+    backend: str = "auto"
+    base_url: str | None = None
+    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
+    # Score sampled tokens with a training forward pass too (`student_logprobs`), instead of
+    # trusting the sampler's logprobs for KL estimates; logs their disagreement.
+    recompute_student_logprobs: bool = False
+
+
+@chz.chz
+class Config(RLTrainingConfig):
+    dataset_builder: RLDatasetBuilder
+
+
+PostProcess = Callable[
+    [list[types.Datum], list[DatumSource]], Awaitable[tuple[list[types.Datum], Metrics]]
+]
+
+
+@dataclass
+class BatchSource:
+    """One dataset in the batch mix, and what happens to its Datums before training."""
+
+    name: str
+    dataset: RLDataset
+    post_process: PostProcess | None = None
+
+
+@dataclass
+class Rollouts:
+    builders: list[Sequence[EnvGroupBuilder]]
+    source_groups: list[list[TrajectoryGroup | None]]
+    errors: list[str]
+    seconds: float
+
+
+def total_steps_of(config: RLTrainingConfig, sources: Sequence[BatchSource]) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    return min(len(s.dataset) for s in sources)
+
+
+async def make_training_client(config: RLTrainingConfig, service, resume: dict | None):
+    if resume is not None:
+        logger.info("Resuming from %s at step %d", resume["state_path"], resume["step"])
+        return await service.create_training_client_from_state_with_optimizer(resume["state_path"])
+    if config.load_checkpoint_path:
+        return await service.create_training_client_from_state(config.load_checkpoint_path)
+    return await service.create_lora_training_client(
+        base_model=config.model_name, rank=config.lora_rank, seed=config.seed
+    )
+
+
+async def run_rl(
+    config: RLTrainingConfig,
+    make_sources: Callable[[Any], Awaitable[list[BatchSource]]],
+    finalize_metrics: Callable[[Metrics], Metrics] | None = None,
+) -> dict:
+    """The loop itself; `make_sources(service)` builds the datasets (and, e.g., teachers);
+    `finalize_metrics` may add batch-level metrics derived from the per-source ones."""
+    if config.max_steps_off_policy not in (0, 1):
+        raise ValueError(
+            f"max_steps_off_policy={config.max_steps_off_policy}: only 0 or 1 is supported"
+        )
+    resuming = prepare_log_dir(config.log_path, config.behavior_if_log_dir_exists)
+    last = get_last_checkpoint(config.log_path) if resuming else None
+    if last is not None and last.get("name") == "final":
+        logger.info("%s already finished; nothing to do", config.log_path)
+        return last
+    service = make_run_service_client(config.backend, config.base_url, config.log_path)
+    sources = await make_sources(service)
+    evaluators = [b() for b in config.evaluator_builders]
+    total = total_steps_of(config, sources)
+    start = last["step"] if last else 0
+    client = await make_training_client(config, service, last)
+    ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start)
+    bar = step_progress(total, start, desc="rl")
+    try:
+        sampler = await client.save_weights_and_get_sampling_client()
+        pending = (
+            asyncio.create_task(_rollouts(config, sources, sampler, start))
+            if start < total
+            else None
+        )
+        for step in range(start, total):
+            rollouts = await pending
+            if config.max_steps_off_policy and step + 1 < total:
+                pending = asyncio.create_task(_rollouts(config, sources, sampler, step + 1))
+            metrics = await _train_on(config, client, sources, rollouts, step, total)
+            if finalize_metrics is not None:
+                metrics = finalize_metrics(metrics)
+            sampler = await client.save_weights_and_get_sampling_client()
+            if not config.max_steps_off_policy and step + 1 < total:
+                pending = asyncio.create_task(_rollouts(config, sources, sampler, step + 1))
+            done = step + 1
+            if evaluators and config.eval_every and done % config.eval_every == 0:
+                metrics.update(await run_evaluators(evaluators, sampler))
+            ml.log_metrics(metrics, step)
+            if config.save_every and done % config.save_every == 0 and done < total:
+                await save_checkpoint_async(client, f"{done:06d}", config.log_path, {"step": done})
+            bar.update(1)
+        final = await save_checkpoint_async(
+            client, "final", config.log_path, {"step": total}, kind="both"
+        )
+        if evaluators and not (config.eval_every and total % config.eval_every == 0):
+            ml.log_metrics(await run_evaluators(evaluators, sampler), total)
+    finally:
+        bar.close()
+        ml.close()
+    return final
+
+
+async def run_evaluators(evaluators: list[Evaluator], sampler) -> Metrics:
+    results = await asyncio.gather(*[e(sampler) for e in evaluators])
+    return {k: v for r in results for k, v in r.items()}
+
+
+async def _rollouts(
+    config: RLTrainingConfig, sources: list[BatchSource], sampler, step: int
+) -> Rollouts:
+    start = time.perf_counter()
+    policy = SamplingClientCompleter(sampler, config.max_tokens, config.temperature)
+    batches: list[Sequence[EnvGroupBuilder]] = [
+        s.dataset.get_batch(step % len(s.dataset)) for s in sources
+    ]
+    flat = [b for batch in batches for b in batch]
+    groups, errors = await do_group_rollouts(flat, policy)
+    if flat and all(g is None for g in groups):
+        raise RuntimeError(
+            f"every environment group of step {step} failed; first error: {errors[0]}"
+        )
+    per_source, i = [], 0
+    for batch in batches:
+        per_source.append(groups[i : i + len(batch)])
+        i += len(batch)
+    return Rollouts(batches, per_source, errors, time.perf_counter() - start)
+
+
+async def _train_on(
+    config: RLTrainingConfig, client, sources, rollouts: Rollouts, step: int, total: int
+) -> Metrics:
+    start = time.perf_counter()
+    all_groups = [g for groups in rollouts.source_groups for g in groups if g is not None]
+    metrics: Metrics = trajectory_group_metrics(all_groups)
+    data: list[types.Datum] = []
+    dropped_total = 0
+    for source, builders, groups in zip(
+        sources, rollouts.builders, rollouts.source_groups, strict=True
+    ):
+        datums, origins, dropped = groups_to_data(groups)
+        dropped_total += dropped
+        if config.recompute_student_logprobs and datums:
+            datums, disagreement = await recompute_student_logprobs(client, datums)
+            metrics[f"student_logprob_disagreement/{source.name}"] = disagreement
+        if source.post_process is not None and datums:
+            datums, extra = await source.post_process(datums, origins, builders)
+            metrics.update(extra)
+        data += datums
+    if not data:
+        raise RuntimeError(f"step {step}: no trajectory had a sampled token to train on")
+    lr = config.learning_rate * lr_multiplier(config.lr_schedule, step, total)
+    fb = client.forward_backward([loss_inputs_only(d) for d in data], config.loss_fn)
+    optim = client.optim_step(types.AdamParams(learning_rate=lr))
+    fb_result, optim_result = await fb, await optim
+    sampled = sum(float(d.loss_fn_inputs["mask"].to_numpy().sum()) for d in data)
+    metrics.update(
+        {
+            "optim/loss:sum": fb_result.metrics.get("loss:sum", float("nan")),
+            "optim/learning_rate": lr,
+            "optim/num_datums": len(data),
+            "optim/num_sampled_tokens": sampled,
+            "env/failed_groups": len(rollouts.errors),
+            "data/dropped_empty_trajectories": dropped_total,
+            "progress/step": step,
+            "progress/fraction": (step + 1) / total,
+            "time/rollouts": rollouts.seconds,
+            "time/train": time.perf_counter() - start,
+        }
+    )
+    for key, value in (optim_result.metrics or {}).items():
+        metrics[f"optim/{key}"] = value
+    return metrics
+
+
+def masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
+    return float((values * mask).sum() / max(mask.sum(), 1.0))
+
+
+async def recompute_student_logprobs(
+    client, datums: list[types.Datum]
+) -> tuple[list[types.Datum], float]:
+    """Attach the trainer's own logprobs of the sampled tokens as `student_logprobs`; returns
+    the mean absolute difference from the sampler's on sampled tokens."""
+    result = await client.forward(
+        [loss_inputs_only(d, ("target_tokens",)) for d in datums], "cross_entropy"
+    )
+    out, diffs, counts = [], 0.0, 0.0
+    for datum, lp_out in zip(datums, result.loss_fn_outputs, strict=True):
+        recomputed = lp_out["logprobs"].to_numpy()
+        mask = datum.loss_fn_inputs["mask"].to_numpy()
+        diffs += float(
+            (np.abs(recomputed - datum.loss_fn_inputs["logprobs"].to_numpy()) * mask).sum()
+        )
+        counts += float(mask.sum())
+        out.append(with_inputs(datum, student_logprobs=recomputed))
+    return out, diffs / max(counts, 1.0)
+
+
+def with_inputs(datum: types.Datum, **arrays: np.ndarray) -> types.Datum:
+    return types.Datum(
+        model_input=datum.model_input, loss_fn_inputs={**datum.loss_fn_inputs, **arrays}
+    )
+
+
+def loss_inputs_only(
+    datum: types.Datum, keys: tuple[str, ...] = ("target_tokens", "logprobs", "advantages")
+) -> types.Datum:
+    """Only what the loss reads: bookkeeping arrays (mask, student_logprobs) stay here."""
+    return types.Datum(
+        model_input=datum.model_input,
+        loss_fn_inputs={k: v for k, v in datum.loss_fn_inputs.items() if k in keys},
+    )
+
+
+async def main(config: Config) -> dict:
+    async def sources(service) -> list[BatchSource]:
+        train, _ = await config.dataset_builder()
+        return [BatchSource("train", train)]
+
+    return await run_rl(config, sources)
