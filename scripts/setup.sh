@@ -5,6 +5,11 @@
 #                       TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# bubblewrap isolates tool-use sandboxes; without it they fall back to `unshare` (root only).
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
+    || echo "setup: could not install bubblewrap; sandboxes will use unshare" >&2
+fi
 if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi
