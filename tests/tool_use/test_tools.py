@@ -1,7 +1,7 @@
 """@tool: schemas from signatures, and errors returned to the model instead of raised."""
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated
 
 import pydantic
 

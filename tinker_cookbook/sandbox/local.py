@@ -213,7 +213,6 @@ class LocalSandbox(SandboxInterface):
             timed_out = True
             self._kill(proc)
             await proc.wait()
-        leftover = len(self.limits.pids()) if self.limits is not None else 0
         if self.limits is not None:
             self.limits.kill_all()  # anything left behind in the background
         stderr = err.decode(errors="replace")
@@ -223,8 +222,6 @@ class LocalSandbox(SandboxInterface):
                 stderr += f"\n[sandbox: memory limit of {self.config.memory_mb} MB reached; process killed]"
             if forks:
                 stderr += f"\n[sandbox: process limit of {self.config.max_processes} reached; {forks} forks refused]"
-            if leftover and not timed_out and not budget["over"]:
-                stderr += f"\n[sandbox: {leftover} background processes were stopped when the command ended]"
         return CommandResult(
             stdout=out.decode(errors="replace"),
             stderr=stderr,

@@ -1,0 +1,1 @@
+"""Harbor-format sandbox tasks as RL environments (`harbor_env`, `harbor_tools`, `train`)."""

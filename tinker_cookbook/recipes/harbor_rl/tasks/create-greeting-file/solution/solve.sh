@@ -1,0 +1,4 @@
+#!/bin/bash
+# Reference solution.
+set -e
+printf 'Hello, world!\n' > /app/hello.txt

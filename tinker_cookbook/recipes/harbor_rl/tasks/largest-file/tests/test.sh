@@ -1,0 +1,8 @@
+#!/bin/bash
+# Grades the task: writes 1 (pass) or 0 (fail) to /logs/verifier/reward.txt.
+mkdir -p /logs/verifier
+if [ "$(tr -d "[:space:]" < /app/largest.txt 2>/dev/null)" = "blob.bin" ]; then
+  echo 1 > /logs/verifier/reward.txt
+else
+  echo 0 > /logs/verifier/reward.txt
+fi
