@@ -170,3 +170,50 @@ def test_gradients_accumulate_until_optim_step(client, tokenizer):
     assert (separate - together).norm() / together.norm() < 2e-2
     client.optim_step(types.AdamParams(learning_rate=0.0)).result()
     assert all(p.grad is None for p in client._adapter.parameters())
+
+
+def test_rl_losses_honour_per_token_weights(client, tokenizer):
+    """Environment tokens (weight 0) contribute nothing, even to dro's quadratic term."""
+    _nudge_adapter(client)
+    (d, _) = _make_data(tokenizer, "dro")
+    n = d.model_input.length
+    zeroed = types.Datum(
+        model_input=d.model_input,
+        loss_fn_inputs={
+            **d.loss_fn_inputs,
+            "advantages": np.zeros(n, np.float32),
+            "weights": np.zeros(n, np.float32),
+        },
+    )
+    client._optimizer.zero_grad(set_to_none=True)
+    out = client.forward_backward([zeroed], "dro", {"beta": 0.3}).result()
+    grads = torch.cat(
+        [p.grad.flatten() for p in client._adapter.parameters() if p.grad is not None]
+    )
+    client._optimizer.zero_grad(set_to_none=True)
+    assert out.metrics["loss:sum"] == 0.0 and grads.abs().max() == 0.0
+
+
+def test_a_failed_forward_backward_leaves_no_partial_gradient(service, tokenizer, monkeypatch):
+    from tinker_cookbook.local import LocalBackendConfig, ServiceClient
+    from tinker_cookbook.local import training_client as tc_module
+
+    small = ServiceClient(
+        LocalBackendConfig(max_train_batch_tokens=40, checkpoint_dir=str(service.checkpoint_root))
+    )
+    client = small.create_lora_training_client("tiny-qwen3-1m", rank=4, seed=0).result()
+    data = _make_data(tokenizer, "cross_entropy")  # two datums of ~30 tokens: two micro-batches
+    assert len(client._micro_batches(data)) == 2
+    calls = {"n": 0}
+    real = tc_module.datum_loss
+
+    def fail_second(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("out of memory (simulated)")
+        return real(*args)
+
+    monkeypatch.setattr(tc_module, "datum_loss", fail_second)
+    with pytest.raises(RuntimeError, match="simulated"):
+        client.forward_backward(data, "cross_entropy").result()
+    assert all(p.grad is None for p in client._adapter.parameters())

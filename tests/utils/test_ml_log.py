@@ -44,3 +44,12 @@ def test_plot_command_writes_pngs(tmp_path):
     assert all(
         (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in ("teacher_kl.png",)
     )
+
+
+def test_a_line_cut_by_a_crash_does_not_swallow_the_next_record(tmp_path):
+    from tinker_cookbook.utils.checkpoints import append_jsonl, load_checkpoints
+
+    path = tmp_path / "checkpoints.jsonl"
+    path.write_text('{"name": "000010", "step": 10}\n{"name": "0000')  # killed mid-write
+    append_jsonl(path, {"name": "000020", "step": 20, "state_path": "/x"})
+    assert [r["step"] for r in load_checkpoints(tmp_path)] == [10, 20]

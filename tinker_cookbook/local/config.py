@@ -15,8 +15,12 @@ class LocalBackendConfig:
     use_bf16: bool = True
     # Where `save_state` / `save_weights_for_sampler` put checkpoints (default: the cache).
     checkpoint_dir: str | None = None
-    # Most tokens (padded) one forward pass may hold; larger requests are split.
+    # Most tokens (padded) one scoring forward pass may hold; larger requests are split.
     max_batch_tokens: int = 32768
+    # Most tokens (padded) per training micro-batch (gradients accumulate across them).
+    max_train_batch_tokens: int = 8192
+    # Recompute layer activations in backward (for long sequences on large models).
+    gradient_checkpointing: bool = False
     # Most sequences decoded together by one batched sampling pass.
     max_sampling_batch: int = 64
     # How long the engine waits for more concurrent requests before it runs a batch.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ class LoRAAdapter:
             raise ValueError(
                 "train_attn, train_mlp and train_unembed are all False: nothing to train"
             )
-        gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
+        gen = torch.Generator().manual_seed(seed if seed is not None else random.getrandbits(63))
         weights = {}
         for path, mod in modules.items():
             if path.rsplit(".", 1)[-1] not in suffixes:

@@ -25,29 +25,35 @@ def _cross_entropy(lp: torch.Tensor, x: Mapping[str, torch.Tensor], cfg: Mapping
     return -(lp * weights).sum()
 
 
+def _token_weights(lp: torch.Tensor, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Optional per-token weights of the RL losses (1 everywhere when absent)."""
+    weights = x.get("weights")
+    return torch.ones_like(lp) if weights is None else weights
+
+
 def _importance_sampling(lp, x, cfg):
     ratio = torch.exp(lp - x["logprobs"])
-    return -(ratio * x["advantages"]).sum()
+    return -(_token_weights(lp, x) * ratio * x["advantages"]).sum()
 
 
 def _ppo(lp, x, cfg):
     ratio = torch.exp(lp - x["logprobs"])
     clipped = ratio.clamp(cfg.get("clip_low_threshold", 0.8), cfg.get("clip_high_threshold", 1.2))
     adv = x["advantages"]
-    return -torch.minimum(ratio * adv, clipped * adv).sum()
+    return -(_token_weights(lp, x) * torch.minimum(ratio * adv, clipped * adv)).sum()
 
 
 def _cispo(lp, x, cfg):
     ratio = torch.exp(lp - x["logprobs"])
     coef = ratio.clamp(cfg.get("clip_low_threshold", 0.0), cfg.get("clip_high_threshold", 4.0))
-    return -(coef.detach() * lp * x["advantages"]).sum()
+    return -(_token_weights(lp, x) * coef.detach() * lp * x["advantages"]).sum()
 
 
 def _dro(lp, x, cfg):
     if "beta" not in cfg:
         raise LocalBackendError("loss_fn 'dro' needs loss_fn_config['beta'] (e.g. {'beta': 0.05})")
     quad = (lp - x["logprobs"]) ** 2
-    return -(lp * x["advantages"] - 0.5 * cfg["beta"] * quad).sum()
+    return -(_token_weights(lp, x) * (lp * x["advantages"] - 0.5 * cfg["beta"] * quad)).sum()
 
 
 LOSSES: dict[str, tuple[LossFn, tuple[str, ...], tuple[str, ...]]] = {

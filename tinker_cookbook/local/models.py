@@ -153,4 +153,5 @@ def get_tokenizer(name: str) -> PreTrainedTokenizerBase:
         pass
     if is_offline_qwen_name(name):
         return build_qwen_tokenizer(name)
-    return AutoTokenizer.from_pretrained(str(resolve_model_dir(name)))
+    # Some hub tokenizers (Kimi K2's, for one) ship their own tokenizer code.
+    return AutoTokenizer.from_pretrained(str(resolve_model_dir(name)), trust_remote_code=True)

@@ -37,10 +37,19 @@ def write_dir_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, target)
+        _fsync_dir(target.parent)  # make the rename itself durable
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir_files(folder: Path) -> None:

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
@@ -52,6 +53,12 @@ class ModelRuntime:
         model.requires_grad_(False)
         self.model = model
         self.lora_modules: dict[str, LoRALinear] = wrap_lora_targets(model)
+        if config.gradient_checkpointing:
+            # Recompute each layer's activations in backward: long sequences on big models.
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+            model.train()  # transformers checkpoints only in train mode (Qwen3 has no dropout)
         if self.use_bf16 and self.device.type == "cpu":
             # Autocast re-casts frozen fp32 weights on every call; store them in bf16 once.
             # The unembedding stays fp32 for fine-grained logits.
@@ -87,26 +94,47 @@ class ModelRuntime:
         return out.last_hidden_state, cache  # a DynamicCache is updated in place
 
     def logits_fp32(self, hidden: torch.Tensor) -> torch.Tensor:
-        """On CPU the unembedding runs in fp32: bf16 logits are too coarse (ties, KL noise).
-        On GPU the weights are bf16 already and the vocabulary matmul dominates the cost."""
-        if self.device.type == "cpu":
-            with torch.autocast("cpu", enabled=False):
-                return self.lm_head(hidden.float()).float()
-        return self.lm_head(hidden).float()
+        """The unembedding in fp32 on every device: bf16 logits are too coarse (a step of
+        0.125 at logit 20), which shows up as ties, importance-ratio noise and KL noise."""
+        with torch.autocast(self.device.type, enabled=False):
+            h = hidden.float()
+            logits = torch.nn.functional.linear(h, self._unembed_fp32)
+            if self.lm_head.active is not None:
+                a, b, scale = self.lm_head.active
+                logits = logits + (h @ a.float().t() @ b.float().t()) * scale
+        return logits
+
+    @property
+    def _unembed_fp32(self) -> torch.Tensor:
+        weight = self.lm_head.weight
+        if weight.dtype == torch.float32:
+            return weight
+        if getattr(self, "_unembed_cache", None) is None:  # one fp32 copy (bf16 GPU weights)
+            self._unembed_cache = weight.detach().float()
+        return self._unembed_cache
+
+    def _all_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.logits_fp32(hidden)
+        return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+    def _chunk_target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return _gather(self._all_logprobs(hidden), targets)
 
     def score_positions(
         self, hidden: torch.Tensor, targets: torch.Tensor, topk: int = 0
     ) -> TokenScores:
-        """Log-probs of `targets` ([n] or [n, K]) given hidden states [n, H], chunked over n."""
+        """Log-probs of `targets` ([n] or [n, K]) given hidden states [n, H], chunked over n.
+        With gradients, each chunk's logits are recomputed in the backward pass instead of
+        kept, so memory stays at one chunk of full-vocabulary logits."""
         parts, ids_parts, lp_parts = [], [], []
+        training = torch.is_grad_enabled() and hidden.requires_grad
         for start in range(0, hidden.shape[0], _LOGIT_CHUNK):
-            logits = self.logits_fp32(hidden[start : start + _LOGIT_CHUNK])
-            logprobs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
-            tgt = targets[start : start + _LOGIT_CHUNK]
-            if tgt.dim() == 1:
-                parts.append(logprobs.gather(-1, tgt.unsqueeze(-1)).squeeze(-1))
-            else:
-                parts.append(logprobs.gather(-1, tgt))
+            h, tgt = hidden[start : start + _LOGIT_CHUNK], targets[start : start + _LOGIT_CHUNK]
+            if training:
+                parts.append(checkpoint(self._chunk_target_logprobs, h, tgt, use_reentrant=False))
+                continue
+            logprobs = self._all_logprobs(h)
+            parts.append(_gather(logprobs, tgt))
             if topk > 0:
                 vals, ids = logprobs.detach().topk(topk, dim=-1)
                 ids_parts.append(ids)
@@ -138,6 +166,13 @@ class ModelRuntime:
             flat_targets = torch.cat([t.to(self.device) for t in targets])
             scores = self.score_positions(flat_hidden, flat_targets, topk)
         return _split_scores(scores, lengths)
+
+
+def _gather(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Log-probs of [n] targets -> [n], or of [n, K] targets -> [n, K]."""
+    if targets.dim() == 1:
+        return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return logprobs.gather(-1, targets)
 
 
 def _split_scores(scores: TokenScores, lengths: list[int]) -> list[TokenScores]:

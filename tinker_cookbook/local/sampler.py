@@ -75,7 +75,7 @@ def generate(runtime: ModelRuntime, jobs: list[SequenceJob]) -> None:
         mask[i, width - len(job.prompt) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
+    cache = DynamicCache(config=runtime.model.config)
     active = list(range(len(jobs)))
     with torch.no_grad(), runtime.autocast():
         hidden, cache = runtime.hidden_states(ids, mask, positions, cache)

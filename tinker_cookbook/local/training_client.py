@@ -89,6 +89,23 @@ class TrainingClient:
     def _run_loss(
         self, data, loss_fn: str, config: dict, backward: bool
     ) -> types.ForwardBackwardOutput:
+        """Micro-batches accumulate gradients; if one fails, the gradients are put back as
+        they were, so a failed call never leaves half a batch to the next optim_step."""
+        saved = (
+            [None if p.grad is None else p.grad.clone() for p in self._adapter.parameters()]
+            if backward
+            else []
+        )
+        try:
+            return self._run_micro_batches(data, loss_fn, config, backward)
+        except BaseException:
+            for param, grad in zip(self._adapter.parameters(), saved, strict=False):
+                param.grad = grad
+            raise
+
+    def _run_micro_batches(
+        self, data, loss_fn: str, config: dict, backward: bool
+    ) -> types.ForwardBackwardOutput:
         outputs: list[dict[str, types.TensorData]] = [{} for _ in data]
         total = 0.0
         for idxs in self._micro_batches(data):
@@ -151,7 +168,7 @@ class TrainingClient:
         )
 
     def _micro_batches(self, data: list[types.Datum]) -> list[list[int]]:
-        budget = self._service.config.max_batch_tokens
+        budget = self._service.config.max_train_batch_tokens
         order = sorted(range(len(data)), key=lambda i: data[i].model_input.length)
         batches, cur = [], []
         for i in order:

@@ -26,7 +26,7 @@ class Qwen3Renderer(Renderer):
         if role == "tool":
             role, text = "user", f"<tool_response>\n{text}\n</tool_response>"
         elif role == "assistant":
-            text = _assistant_text(message)
+            text = assistant_text(message)
         return RenderedMessage(
             prefix=self.encode(f"<|im_start|>{role}\n"),
             body=self.encode(text) + [self.im_end],
@@ -56,7 +56,7 @@ class Qwen3DisableThinkingRenderer(Qwen3Renderer):
         return header + self.encode("<think>\n\n</think>\n\n") if role == "assistant" else header
 
 
-def _assistant_text(message: Message) -> str:
+def assistant_text(message: Message) -> str:
     text = message["content"]
     if message.get("thinking"):
         text = f"<think>\n{message['thinking']}\n</think>\n\n{text}"

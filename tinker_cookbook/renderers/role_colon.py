@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from tinker_cookbook.renderers.base import Message, RenderedMessage, Renderer
+from tinker_cookbook.renderers.qwen3 import assistant_text, parse_qwen_text
 
 STOP = "\n\nUser:"
 
 
 class RoleColonRenderer(Renderer):
     """Each turn is `Role: content\\n\\n`. A trained final assistant turn also carries the
-    `User:` that follows, so the model learns to emit the stop string `\\n\\nUser:`."""
+    `User:` that follows, so the model learns to emit the stop string `\\n\\nUser:`. Tool
+    calls are written as `<tool_call>{json}</tool_call>` text, as in Qwen3."""
 
     name = "role_colon"
 
     def render_message(self, message: Message, is_last: bool) -> RenderedMessage:
         role = message["role"].capitalize()
-        body = f" {message['content']}\n\n"
+        text = assistant_text(message) if message["role"] == "assistant" else message["content"]
+        body = f" {text}\n\n"
         if is_last and message["role"] == "assistant":
             body += "User:"
         return RenderedMessage(prefix=self.encode(f"{role}:"), body=self.encode(body), suffix=[])
@@ -30,4 +33,5 @@ class RoleColonRenderer(Renderer):
         text = self.tokenizer.decode(tokens)
         ended = STOP in text
         content = text.split(STOP)[0] if ended else text
-        return {"role": "assistant", "content": content.removeprefix(" ")}, ended
+        message, well_formed = parse_qwen_text(content.removeprefix(" "))
+        return message, ended and well_formed

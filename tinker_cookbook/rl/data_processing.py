@@ -67,7 +67,7 @@ def trajectory_to_sequences(trajectory: Trajectory, advantage: float) -> list[Se
 
 def sequence_to_datum(seq: SequenceData) -> types.Datum:
     """Shift to next-token form; `mask` rides along for the trainer and is removed before the
-    datum is sent (`rl.train.loss_inputs_only`)."""
+    datum is sent (`rl.train.as_loss_datum`)."""
     return types.Datum(
         model_input=types.ModelInput.from_ints(seq.tokens[:-1]),
         loss_fn_inputs={

@@ -55,6 +55,7 @@ class RLTrainingConfig:
     max_tokens: int = 512
     temperature: float = 1.0
     loss_fn: str = "importance_sampling"
+    loss_fn_config: dict[str, float] | None = None  # e.g. ppo clip thresholds, dro beta
     max_steps: int | None = None
     max_steps_off_policy: int = 0  # 0: synchronous; 1: next rollouts overlap this step's training
     eval_every: int = 20  # 0: only at the end
@@ -139,6 +140,7 @@ async def run_rl(
     client = await make_training_client(config, service, last)
     ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start)
     bar = step_progress(total, start, desc="rl")
+    pending: asyncio.Task | None = None
     try:
         sampler = await client.save_weights_and_get_sampling_client()
         pending = (
@@ -169,6 +171,8 @@ async def run_rl(
         if evaluators and not (config.eval_every and total % config.eval_every == 0):
             ml.log_metrics(await run_evaluators(evaluators, sampler), total)
     finally:
+        if pending is not None and not pending.done():
+            pending.cancel()  # a failed step leaves no rollout running behind it
         bar.close()
         ml.close()
     return final
@@ -223,7 +227,9 @@ async def _train_on(
     if not data:
         raise RuntimeError(f"step {step}: no trajectory had a sampled token to train on")
     lr = config.learning_rate * lr_multiplier(config.lr_schedule, step, total)
-    fb = client.forward_backward([loss_inputs_only(d) for d in data], config.loss_fn)
+    fb = client.forward_backward(
+        [as_loss_datum(d) for d in data], config.loss_fn, config.loss_fn_config
+    )
     optim = client.optim_step(types.AdamParams(learning_rate=lr))
     fb_result, optim_result = await fb, await optim
     sampled = sum(float(d.loss_fn_inputs["mask"].to_numpy().sum()) for d in data)
@@ -273,6 +279,17 @@ async def recompute_student_logprobs(
 def with_inputs(datum: types.Datum, **arrays: np.ndarray) -> types.Datum:
     return types.Datum(
         model_input=datum.model_input, loss_fn_inputs={**datum.loss_fn_inputs, **arrays}
+    )
+
+
+def as_loss_datum(datum: types.Datum) -> types.Datum:
+    """The datum the loss sees: sampled tokens weighted 1, environment tokens 0 (so a loss
+    with a per-token term beyond the advantage, like dro's, ignores environment tokens)."""
+    inputs = datum.loss_fn_inputs
+    return types.Datum(
+        model_input=datum.model_input,
+        loss_fn_inputs={k: inputs[k] for k in ("target_tokens", "logprobs", "advantages")}
+        | {"weights": inputs["mask"]},
     )
 
 

@@ -247,12 +247,14 @@ class HFChatDatasetBuilder(ChatDatasetBuilder):
             data_files=self.data_files,
             streaming=True,
         )
-        ds = ds.shuffle(
-            seed=self.shuffle_seed + (0 if test else epoch), buffer_size=self.shuffle_buffer
-        )
+        # One fixed shuffle decides the held-out rows; later epochs reshuffle only the rest.
+        ds = ds.shuffle(seed=self.shuffle_seed, buffer_size=self.shuffle_buffer)
         if test:
             return ds.take(self.test_size).skip(skip_rows)
-        return ds.skip(self.test_size + skip_rows)
+        train = ds.skip(self.test_size)
+        if epoch > 0:
+            train = train.shuffle(seed=self.shuffle_seed + epoch, buffer_size=self.shuffle_buffer)
+        return train.skip(skip_rows)
 
     def _num_rows(self) -> int:
         if self.num_rows is not None:

@@ -101,11 +101,11 @@ def main(config: Config) -> dict:
             done = step + 1
             if test_data is not None and config.eval_every and done % config.eval_every == 0:
                 metrics["test/nll"] = compute_nll(client, test_data)
+            ml.log_metrics(metrics, step)  # before the checkpoint: a resume redoes, never skips
             if config.save_every and done % config.save_every == 0 and done < total_steps:
                 save_checkpoint(
                     client, f"{done:06d}", config.log_path, {"step": done, "epoch": epoch}
                 )
-            ml.log_metrics(metrics, step)
             bar.update(1)
         final = save_checkpoint(
             client, "final", config.log_path, {"step": total_steps}, kind="both"

@@ -78,8 +78,11 @@ async def save_checkpoint_async(
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one line; a previous line cut short by a crash is closed first, so only it
+    (never the new record) is unreadable."""
+    starts_clean = not path.exists() or path.stat().st_size == 0 or path.read_bytes()[-1:] == b"\n"
     with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(("" if starts_clean else "\n") + json.dumps(record) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 

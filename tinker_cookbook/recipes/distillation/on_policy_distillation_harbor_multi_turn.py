@@ -1,0 +1,77 @@
+"""On-policy distillation of multi-turn tool use on Harbor tasks (sandboxed bash).
+
+    python -m tinker_cookbook.recipes.distillation.on_policy_distillation_harbor_multi_turn \\
+        model_name=moonshotai/Kimi-K2-Thinking teacher_model=moonshotai/Kimi-K2-Thinking \\
+        max_turns=10 group_size=4 groups_per_batch=8 learning_rate=1e-4 lora_rank=8 \\
+        max_tokens=2048 max_trajectory_tokens=24576
+
+Tasks come from `tasks_dir`, a downloaded `dataset` (`uvx harbor datasets download NAME@VERSION`),
+or the bundled pack. Environment tokens (system prompt, instruction, tool output, chat headers)
+are masked: only the student's own tokens carry loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import chz
+
+from tinker_cookbook.distillation import train_on_policy
+from tinker_cookbook.distillation.train_on_policy import DistillationDatasetConfig, TeacherConfig
+from tinker_cookbook.recipes.common import default_log_path
+from tinker_cookbook.recipes.distillation.harbor_multiturn import HarborDistillationDatasetBuilder
+from tinker_cookbook.recipes.harbor_rl import train as harbor_train
+
+
+@chz.chz
+class CLIConfig(harbor_train.CLIConfig):
+    teacher_model: str = "Qwen/Qwen3-8B"
+    teacher_checkpoint: str | None = None
+    learning_rate: float = 1e-4
+    lora_rank: int = 8
+    kl_penalty_coef: float = 1.0
+    kl_discount_factor: float = 0.0
+
+
+def build_config(cli: CLIConfig) -> train_on_policy.Config:
+    log_path = cli.log_path or default_log_path(
+        "harbor_multi_turn", cli.model_name, ds=cli.dataset or cli.tasks_dir or "bundled",
+        lr=cli.learning_rate, gpb=cli.groups_per_batch, r=cli.lora_rank,
+    )  # fmt: skip
+    dataset = DistillationDatasetConfig(
+        dataset_builder=harbor_train.harbor_builder(cli, HarborDistillationDatasetBuilder),
+        teacher_config=TeacherConfig(
+            base_model=cli.teacher_model, load_checkpoint_path=cli.teacher_checkpoint
+        ),
+        groups_per_batch=cli.groups_per_batch,
+        name="harbor",
+    )
+    return train_on_policy.Config(
+        log_path=log_path,
+        model_name=cli.model_name,
+        dataset_configs=[dataset],
+        learning_rate=cli.learning_rate,
+        lora_rank=cli.lora_rank,
+        max_tokens=cli.max_tokens,
+        temperature=cli.temperature,
+        kl_penalty_coef=cli.kl_penalty_coef,
+        kl_discount_factor=cli.kl_discount_factor,
+        max_steps=cli.max_steps,
+        eval_every=0,
+        save_every=cli.save_every,
+        load_checkpoint_path=cli.load_checkpoint_path,
+        seed=cli.seed,
+        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
+        wandb_project=cli.wandb_project,
+        wandb_name=cli.wandb_name,
+        backend=cli.backend,
+        base_url=cli.base_url,
+    )
+
+
+def main(cli: CLIConfig) -> dict:
+    return asyncio.run(train_on_policy.main(build_config(cli)))
+
+
+if __name__ == "__main__":
+    chz.nested_entrypoint(main)

@@ -1,0 +1,102 @@
+"""RL on Harbor tasks with the tasks' own grading as the reward.
+
+    python -m tinker_cookbook.recipes.harbor_rl.train model_name=Qwen/Qwen3-8B \\
+        dataset=terminal-bench@2.0 group_size=4 groups_per_batch=8 learning_rate=1e-5
+
+Without `tasks_dir`/`dataset` it trains on the bundled pack of small shell tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import chz
+
+from tinker_cookbook.recipes.common import default_log_path
+from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder
+from tinker_cookbook.rl import train
+
+
+@chz.chz
+class CLIConfig:
+    model_name: str = "Qwen/Qwen3-8B"
+    tasks_dir: str | None = None
+    dataset: str | None = None  # e.g. terminal-bench@2.0, as `harbor datasets download` names it
+    task_filter: str | None = None
+    renderer_name: str | None = None
+    group_size: int = 4
+    groups_per_batch: int = 8
+    max_turns: int = 10
+    max_tokens: int = 2048
+    max_trajectory_tokens: int = 24576
+    bash_timeout: float = 60.0
+    sandbox_memory_mb: int = 1024
+    learning_rate: float = 1e-5
+    lora_rank: int = 32
+    temperature: float = 1.0
+    max_steps: int | None = None
+    save_every: int = 10
+    load_checkpoint_path: str | None = None
+    seed: int = 0
+    log_path: str | None = None
+    behavior_if_log_dir_exists: str = "resume"
+    wandb_project: str | None = None
+    wandb_name: str | None = None
+    backend: str = "auto"
+    base_url: str | None = None
+
+
+def harbor_builder(
+    cli: CLIConfig, builder_class: type[HarborDatasetBuilder] = HarborDatasetBuilder
+) -> HarborDatasetBuilder:
+    return builder_class(
+        model_name_for_tokenizer=cli.model_name,
+        tasks_dir=cli.tasks_dir,
+        dataset=cli.dataset,
+        task_filter=cli.task_filter,
+        renderer_name=cli.renderer_name,
+        group_size=cli.group_size,
+        groups_per_batch=cli.groups_per_batch,
+        max_turns=cli.max_turns,
+        max_trajectory_tokens=cli.max_trajectory_tokens,
+        bash_timeout=cli.bash_timeout,
+        sandbox_memory_mb=cli.sandbox_memory_mb,
+        seed=cli.seed,
+    )
+
+
+def build_config(cli: CLIConfig) -> train.Config:
+    log_path = cli.log_path or default_log_path(
+        "harbor_rl",
+        cli.model_name,
+        ds=cli.dataset or cli.tasks_dir or "bundled",
+        lr=cli.learning_rate,
+        gpb=cli.groups_per_batch,
+    ).replace("/distillation/", "/")
+    return train.Config(
+        log_path=log_path,
+        model_name=cli.model_name,
+        dataset_builder=harbor_builder(cli),
+        learning_rate=cli.learning_rate,
+        lora_rank=cli.lora_rank,
+        max_tokens=cli.max_tokens,
+        temperature=cli.temperature,
+        max_steps=cli.max_steps,
+        eval_every=0,
+        save_every=cli.save_every,
+        load_checkpoint_path=cli.load_checkpoint_path,
+        seed=cli.seed,
+        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
+        wandb_project=cli.wandb_project,
+        wandb_name=cli.wandb_name,
+        backend=cli.backend,
+        base_url=cli.base_url,
+    )
+
+
+def main(cli: CLIConfig) -> dict:
+    return asyncio.run(train.main(build_config(cli)))
+
+
+if __name__ == "__main__":
+    chz.nested_entrypoint(main)
