@@ -2,8 +2,39 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import chz
+
+T = TypeVar("T")
+
 
 def default_log_path(recipe: str, model_name: str, **parts: object) -> str:
     """A path fixed by the command's settings, so the same command finds (and resumes) its run."""
     tag = "-".join(f"{k}{v}" for k, v in parts.items())
     return f"/tmp/tinker-examples/distillation/{recipe}/{model_name.replace('/', '_')}-{tag}"
+
+
+def config_from_cli(config_class: type[T], cli: object, **overrides: object) -> T:
+    """`config_class` with every field the CLI config also has (same name) copied over, then
+    `overrides`: recipes only spell out what differs from their command line."""
+    shared = {
+        name: getattr(cli, name) for name in chz.chz_fields(config_class) if hasattr(cli, name)
+    }
+    return config_class(**{**shared, **overrides})
+
+
+@chz.chz
+class RunArgs:
+    """Command-line settings every recipe shares: where the run lives, how it logs, which
+    backend serves it."""
+
+    log_path: str | None = None  # default: fixed by the command's settings (reruns resume)
+    behavior_if_log_dir_exists: str = "resume"  # resume | overwrite | ask | raise
+    load_checkpoint_path: str | None = None
+    max_steps: int | None = None
+    seed: int = 0
+    wandb_project: str | None = None
+    wandb_name: str | None = None
+    backend: str = "auto"  # auto | local | tinker
+    base_url: str | None = None  # a Tinker-compatible server, with backend=tinker

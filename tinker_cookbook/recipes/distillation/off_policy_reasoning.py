@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import chz
 
-from tinker_cookbook.recipes.common import default_log_path
+from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
 from tinker_cookbook.renderers import TrainOnWhat
 from tinker_cookbook.supervised import train
 from tinker_cookbook.supervised.datasets import (
@@ -28,7 +28,7 @@ OPENTHOUGHTS3_ROWS = 1_200_000
 
 
 @chz.chz
-class CLIConfig:
+class CLIConfig(RunArgs):
     model_name: str = "Qwen/Qwen3-8B-Base"
     dataset: str = OPENTHOUGHTS3
     dataset_path: str | None = None  # a local .jsonl/.json/.parquet file of the same schema
@@ -40,18 +40,9 @@ class CLIConfig:
     learning_rate: float = 1e-3
     lr_schedule: str = "linear"
     num_epochs: int = 1
-    max_steps: int | None = None
     lora_rank: int = 128
-    seed: int = 0
     eval_every: int = 50
     save_every: int = 50
-    load_checkpoint_path: str | None = None
-    log_path: str | None = None
-    behavior_if_log_dir_exists: str = "resume"
-    wandb_project: str | None = None
-    wandb_name: str | None = None
-    backend: str = "auto"
-    base_url: str | None = None
 
 
 def dataset_builder(cli: CLIConfig) -> ChatDatasetBuilder:
@@ -88,24 +79,8 @@ def build_config(cli: CLIConfig) -> train.Config:
         bs=cli.batch_size,
         r=cli.lora_rank,
     )
-    return train.Config(
-        log_path=log_path,
-        model_name=cli.model_name,
-        dataset_builder=dataset_builder(cli),
-        load_checkpoint_path=cli.load_checkpoint_path,
-        learning_rate=cli.learning_rate,
-        lr_schedule=cli.lr_schedule,
-        num_epochs=cli.num_epochs,
-        max_steps=cli.max_steps,
-        lora_rank=cli.lora_rank,
-        seed=cli.seed,
-        eval_every=cli.eval_every,
-        save_every=cli.save_every,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
-        wandb_project=cli.wandb_project,
-        wandb_name=cli.wandb_name,
-        backend=cli.backend,
-        base_url=cli.base_url,
+    return config_from_cli(
+        train.Config, cli, log_path=log_path, dataset_builder=dataset_builder(cli)
     )
 
 

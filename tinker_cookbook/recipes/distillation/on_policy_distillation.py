@@ -19,13 +19,12 @@ from tinker_cookbook.distillation import train_on_policy
 from tinker_cookbook.distillation.datasets import HeldOutMathEvalBuilder, PromptDatasetBuilder
 from tinker_cookbook.distillation.train_on_policy import DistillationDatasetConfig, TeacherConfig
 from tinker_cookbook.eval.evaluators import MathEvalBuilder
-from tinker_cookbook.recipes.common import default_log_path
+from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
 
 
 @chz.chz
-class CLIConfig:
+class CLIConfig(RunArgs):
     model_name: str = "Qwen/Qwen3-8B-Base"
-    load_checkpoint_path: str | None = None  # e.g. the off-policy SFT run's final state
     dataset: str = "deepmath"  # deepmath | tulu3
     dataset_path: str | None = None
     teacher_model: str = "Qwen/Qwen3-8B"
@@ -50,14 +49,6 @@ class CLIConfig:
     eval_samples: int = 4
     eval_every: int = 20
     save_every: int = 20
-    max_steps: int | None = None
-    seed: int = 0
-    log_path: str | None = None
-    behavior_if_log_dir_exists: str = "resume"
-    wandb_project: str | None = None
-    wandb_name: str | None = None
-    backend: str = "auto"
-    base_url: str | None = None
 
 
 def prompt_builder(
@@ -111,9 +102,10 @@ def build_config(cli: CLIConfig) -> train_on_policy.Config:
         "on_policy_distillation", cli.model_name, ds=cli.dataset, lr=cli.learning_rate,
         gpb=cli.groups_per_batch, r=cli.lora_rank,
     )  # fmt: skip
-    return train_on_policy.Config(
+    return config_from_cli(
+        train_on_policy.Config,
+        cli,
         log_path=log_path,
-        model_name=cli.model_name,
         dataset_configs=[
             DistillationDatasetConfig(
                 dataset_builder=prompts,
@@ -121,25 +113,6 @@ def build_config(cli: CLIConfig) -> train_on_policy.Config:
                 groups_per_batch=cli.groups_per_batch,
             )
         ],
-        learning_rate=cli.learning_rate,
-        lr_schedule=cli.lr_schedule,
-        lora_rank=cli.lora_rank,
-        seed=cli.seed,
-        max_tokens=cli.max_tokens,
-        temperature=cli.temperature,
-        kl_penalty_coef=cli.kl_penalty_coef,
-        kl_discount_factor=cli.kl_discount_factor,
-        recompute_student_logprobs=cli.recompute_student_logprobs,
-        max_steps_off_policy=cli.max_steps_off_policy,
-        max_steps=cli.max_steps,
-        eval_every=cli.eval_every,
-        save_every=cli.save_every,
-        load_checkpoint_path=cli.load_checkpoint_path,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
-        wandb_project=cli.wandb_project,
-        wandb_name=cli.wandb_name,
-        backend=cli.backend,
-        base_url=cli.base_url,
         evaluator_builders=eval_builders(cli, prompts),
     )
 

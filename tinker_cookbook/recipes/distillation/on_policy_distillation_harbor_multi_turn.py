@@ -18,7 +18,7 @@ import chz
 
 from tinker_cookbook.distillation import train_on_policy
 from tinker_cookbook.distillation.train_on_policy import DistillationDatasetConfig, TeacherConfig
-from tinker_cookbook.recipes.common import default_log_path
+from tinker_cookbook.recipes.common import config_from_cli, default_log_path
 from tinker_cookbook.recipes.distillation.harbor_multiturn import HarborDistillationDatasetBuilder
 from tinker_cookbook.recipes.harbor_rl import train as harbor_train
 
@@ -46,26 +46,8 @@ def build_config(cli: CLIConfig) -> train_on_policy.Config:
         groups_per_batch=cli.groups_per_batch,
         name="harbor",
     )
-    return train_on_policy.Config(
-        log_path=log_path,
-        model_name=cli.model_name,
-        dataset_configs=[dataset],
-        learning_rate=cli.learning_rate,
-        lora_rank=cli.lora_rank,
-        max_tokens=cli.max_tokens,
-        temperature=cli.temperature,
-        kl_penalty_coef=cli.kl_penalty_coef,
-        kl_discount_factor=cli.kl_discount_factor,
-        max_steps=cli.max_steps,
-        eval_every=0,
-        save_every=cli.save_every,
-        load_checkpoint_path=cli.load_checkpoint_path,
-        seed=cli.seed,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
-        wandb_project=cli.wandb_project,
-        wandb_name=cli.wandb_name,
-        backend=cli.backend,
-        base_url=cli.base_url,
+    return config_from_cli(
+        train_on_policy.Config, cli, log_path=log_path, dataset_configs=[dataset], eval_every=0
     )
 
 

@@ -12,13 +12,13 @@ import asyncio
 
 import chz
 
-from tinker_cookbook.recipes.common import default_log_path
+from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder
 from tinker_cookbook.rl import train
 
 
 @chz.chz
-class CLIConfig:
+class CLIConfig(RunArgs):
     model_name: str = "Qwen/Qwen3-8B"
     tasks_dir: str | None = None
     dataset: str | None = None  # e.g. terminal-bench@2.0, as `harbor datasets download` names it
@@ -34,35 +34,13 @@ class CLIConfig:
     learning_rate: float = 1e-5
     lora_rank: int = 32
     temperature: float = 1.0
-    max_steps: int | None = None
     save_every: int = 10
-    load_checkpoint_path: str | None = None
-    seed: int = 0
-    log_path: str | None = None
-    behavior_if_log_dir_exists: str = "resume"
-    wandb_project: str | None = None
-    wandb_name: str | None = None
-    backend: str = "auto"
-    base_url: str | None = None
 
 
 def harbor_builder(
     cli: CLIConfig, builder_class: type[HarborDatasetBuilder] = HarborDatasetBuilder
 ) -> HarborDatasetBuilder:
-    return builder_class(
-        model_name_for_tokenizer=cli.model_name,
-        tasks_dir=cli.tasks_dir,
-        dataset=cli.dataset,
-        task_filter=cli.task_filter,
-        renderer_name=cli.renderer_name,
-        group_size=cli.group_size,
-        groups_per_batch=cli.groups_per_batch,
-        max_turns=cli.max_turns,
-        max_trajectory_tokens=cli.max_trajectory_tokens,
-        bash_timeout=cli.bash_timeout,
-        sandbox_memory_mb=cli.sandbox_memory_mb,
-        seed=cli.seed,
-    )
+    return config_from_cli(builder_class, cli, model_name_for_tokenizer=cli.model_name)
 
 
 def build_config(cli: CLIConfig) -> train.Config:
@@ -73,24 +51,8 @@ def build_config(cli: CLIConfig) -> train.Config:
         lr=cli.learning_rate,
         gpb=cli.groups_per_batch,
     ).replace("/distillation/", "/")
-    return train.Config(
-        log_path=log_path,
-        model_name=cli.model_name,
-        dataset_builder=harbor_builder(cli),
-        learning_rate=cli.learning_rate,
-        lora_rank=cli.lora_rank,
-        max_tokens=cli.max_tokens,
-        temperature=cli.temperature,
-        max_steps=cli.max_steps,
-        eval_every=0,
-        save_every=cli.save_every,
-        load_checkpoint_path=cli.load_checkpoint_path,
-        seed=cli.seed,
-        behavior_if_log_dir_exists=cli.behavior_if_log_dir_exists,
-        wandb_project=cli.wandb_project,
-        wandb_name=cli.wandb_name,
-        backend=cli.backend,
-        base_url=cli.base_url,
+    return config_from_cli(
+        train.Config, cli, log_path=log_path, dataset_builder=harbor_builder(cli), eval_every=0
     )
 
 
