@@ -22,7 +22,7 @@ import numpy as np
 from tinker import types
 
 from tinker_cookbook.local.models import get_tokenizer
-from tinker_cookbook.renderers import get_recommended_renderer_name, get_renderer
+from tinker_cookbook.renderers import get_renderer
 from tinker_cookbook.rl.data_processing import DatumSource
 from tinker_cookbook.rl.train import BatchSource, RLTrainingConfig, run_rl, with_inputs
 from tinker_cookbook.rl.types import EnvGroupBuilder, Metrics, RLDataset, RLDatasetBuilder
@@ -102,16 +102,14 @@ class RebatchedDataset(RLDataset):
 class TeacherScorer:
     """Scores one dataset's datums with its teacher and writes the KL into the advantages."""
 
-    def __init__(
-        self, name: str, teacher: TeacherConfig, client, config: Config, student_model: str
-    ):
+    def __init__(self, name: str, teacher: TeacherConfig, client, config: Config):
         self.name, self.teacher, self.client, self.config = name, teacher, client, config
-        self.teacher_renderer = None
-        if teacher.renderer_name or teacher.system_prompt:
-            renderer_name = teacher.renderer_name or get_recommended_renderer_name(
-                teacher.base_model
-            )
-            self.teacher_renderer = get_renderer(renderer_name, get_tokenizer(teacher.base_model))
+        self.own_prompt = bool(teacher.renderer_name or teacher.system_prompt)
+        self.named_renderer = (
+            get_renderer(teacher.renderer_name, get_tokenizer(teacher.base_model))
+            if teacher.renderer_name
+            else None
+        )
 
     async def __call__(
         self,
@@ -158,7 +156,7 @@ class TeacherScorer:
             int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])
         ]
         mask = datum.loss_fn_inputs["mask"].to_numpy()
-        if self.teacher_renderer is None:
+        if not self.own_prompt:
             lps = await self.client.compute_logprobs(types.ModelInput.from_ints(tokens))
             return np.asarray([0.0 if v is None else v for v in lps[1:]], dtype=np.float32)
         # The teacher's own prompt + the student's completion (single-turn only).
@@ -181,7 +179,14 @@ class TeacherScorer:
                 m for m in messages if m["role"] != "system"
             ]
         completion = tokens[sampled[0] + 1 :]
-        prompt = self.teacher_renderer.build_generation_prompt(messages).to_ints()
+        # Only a system prompt of its own: the student's chat format (e.g. a pre-filled empty
+        # think block) is kept, so the completion continues the same kind of prompt.
+        renderer = self.named_renderer or getattr(builder, "renderer", None)
+        if renderer is None:
+            raise TeacherError(
+                f"dataset {self.name!r}: set teacher renderer_name (its env groups have no renderer)"
+            )
+        prompt = renderer.build_generation_prompt(messages).to_ints()
         lps = await self.client.compute_logprobs(types.ModelInput.from_ints(prompt + completion))
         out = np.zeros(len(mask), dtype=np.float32)
         out[sampled] = np.asarray(lps[-len(completion) :], dtype=np.float32)
@@ -238,7 +243,7 @@ async def main(config: Config) -> dict:
                 )
             name = dataset_name(i, cfg)
             train, _ = await cfg.dataset_builder()
-            scorer = TeacherScorer(name, teacher, teachers[key], config, config.model_name)
+            scorer = TeacherScorer(name, teacher, teachers[key], config)
             sources.append(BatchSource(name, RebatchedDataset(train, cfg.groups_per_batch), scorer))
         return sources
 
