@@ -111,3 +111,24 @@ def test_load_checkpoint_path_starts_from_those_weights(tmp_path):
     )
     start_b = read_metrics(tmp_path / "b")[0]["train_mean_nll"]
     assert start_b < start_a - 1.0 and abs(start_b - end_a) < 0.5
+
+
+def test_load_optimizer_state_continues_the_moments(tmp_path):
+    first = run_recipe(tmp_path / "a", "max_steps=4", "eval_every=0")
+    run_recipe(
+        tmp_path / "b",
+        "max_steps=1",
+        "eval_every=0",
+        f"load_checkpoint_path={first['state_path']}",
+        "load_optimizer_state=True",
+    )
+    assert len(read_metrics(tmp_path / "b")) >= 1
+    from tinker_cookbook.local import LocalBackendError
+
+    with pytest.raises(LocalBackendError, match="no optimizer state"):
+        run_recipe(
+            tmp_path / "c",
+            "max_steps=1",
+            f"load_checkpoint_path={first['sampler_path']}",
+            "load_optimizer_state=True",
+        )

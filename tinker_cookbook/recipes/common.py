@@ -32,6 +32,8 @@ class RunArgs:
     log_path: str | None = None  # default: fixed by the command's settings (reruns resume)
     behavior_if_log_dir_exists: str = "resume"  # resume | overwrite | ask | raise
     load_checkpoint_path: str | None = None
+    # Continue the checkpoint's AdamW moments too: no large first steps from a fresh optimizer.
+    load_optimizer_state: bool = False
     max_steps: int | None = None
     seed: int = 0
     wandb_project: str | None = None

@@ -61,6 +61,7 @@ class RLTrainingConfig:
     eval_every: int = 20  # 0: only at the end
     save_every: int = 20
     load_checkpoint_path: str | None = None
+    load_optimizer_state: bool = False  # with load_checkpoint_path: continue its AdamW moments
     behavior_if_log_dir_exists: str = "resume"
     wandb_project: str | None = None
     wandb_name: str | None = None
@@ -109,6 +110,10 @@ async def make_training_client(config: RLTrainingConfig, service, resume: dict |
     if resume is not None:
         logger.info("Resuming from %s at step %d", resume["state_path"], resume["step"])
         return await service.create_training_client_from_state_with_optimizer(resume["state_path"])
+    if config.load_checkpoint_path and config.load_optimizer_state:
+        return await service.create_training_client_from_state_with_optimizer(
+            config.load_checkpoint_path
+        )
     if config.load_checkpoint_path:
         return await service.create_training_client_from_state(config.load_checkpoint_path)
     return await service.create_lora_training_client(

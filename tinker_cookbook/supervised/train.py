@@ -24,7 +24,8 @@ class Config:
     log_path: str
     model_name: str
     dataset_builder: ChatDatasetBuilder
-    load_checkpoint_path: str | None = None  # start from these weights (fresh optimizer)
+    load_checkpoint_path: str | None = None  # start from these weights
+    load_optimizer_state: bool = False  # ...and that checkpoint's AdamW moments (a `state` save)
     learning_rate: float = 1e-4
     lr_schedule: str = "linear"  # constant | linear | cosine
     num_epochs: int = 1
@@ -62,6 +63,10 @@ def make_training_client(config: Config, service, resume: dict | None):
         logger.info("Resuming from %s at step %d", resume["state_path"], resume["step"])
         return service.create_training_client_from_state_with_optimizer(
             resume["state_path"]
+        ).result()
+    if config.load_checkpoint_path and config.load_optimizer_state:
+        return service.create_training_client_from_state_with_optimizer(
+            config.load_checkpoint_path
         ).result()
     if config.load_checkpoint_path:
         return service.create_training_client_from_state(config.load_checkpoint_path).result()
