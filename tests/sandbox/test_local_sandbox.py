@@ -146,3 +146,31 @@ def test_files_round_trip(make, tmp_path):
     assert run(sb.run_command("bash /tests/x.sh")).stdout == "uploaded\n"
     with pytest.raises(FileNotFoundError, match="/nope"):
         run(sb.read_file("/nope"))
+
+
+def test_chroot_escape_and_argument_injection_are_contained(make, tmp_path):
+    sb = make()
+    marker = tmp_path / "ESCAPED"
+    escape = (
+        "import os; os.makedirs('/esc', exist_ok=True); os.chroot('/esc'); os.chdir('../' * 30); "
+        f"os.chroot('.'); open('{marker}', 'w').write('x')"
+    )
+    run(sb.run_command(f'python3 -c "{escape}"'))
+    assert not marker.exists()
+    injected = tmp_path / "INJECTED"
+    r = run(sb.run_command('echo "$X"; pwd', env={"X": f"a'b$(touch {injected})\"q"}))
+    assert r.stdout.startswith("a'b$(touch") and not injected.exists()
+    with pytest.raises(Exception, match="not a valid shell name"):
+        run(sb.run_command("true", env={f"X$(touch {injected})": "1"}))
+
+
+def test_concurrent_commands_in_one_sandbox_both_finish(make):
+    sb = make()
+
+    async def both():
+        return await asyncio.gather(
+            sb.run_command("sleep 0.3; echo A"), sb.run_command("sleep 0.6; echo B")
+        )
+
+    a, b = run(both())
+    assert (a.stdout, b.stdout, a.exit_code, b.exit_code) == ("A\n", "B\n", 0, 0)

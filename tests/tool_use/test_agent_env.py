@@ -138,3 +138,30 @@ def test_context_overflow_and_truncation_end_the_episode():
     env2 = build_agent_tool_env(renderer, [lookup], [{"role": "user", "content": "hi"}], reward_of)
     run(env2.initial_observation())
     assert run(env2.step(tok.encode("I was cut off mid"))).metrics["end_reason/truncated"] == 1.0
+
+
+def test_a_reply_cut_off_inside_a_tool_call_is_truncated_not_malformed():
+    tok = get_tokenizer("Qwen/Qwen3-8B")
+    renderer = get_renderer("qwen3", tok)
+    env = build_agent_tool_env(
+        renderer, [lookup], [{"role": "user", "content": "hi"}], reward_of, on_malformed="retry"
+    )
+    run(env.initial_observation())
+    cut = tok.encode('<tool_call>\n{"name": "lookup", "argu')  # no <|im_end|>: max_tokens hit
+    result = run(env.step(cut))
+    assert result.episode_done and result.metrics["end_reason/truncated"] == 1.0
+
+
+def test_role_colon_tool_turns_continue_inside_the_user_turn():
+    tok = get_tokenizer("Qwen/Qwen3-8B")
+    renderer = get_renderer("role_colon", tok)
+    env = build_agent_tool_env(
+        renderer, [lookup], [{"role": "user", "content": "What is a?"}], reward_of
+    )
+    ob0, stop = run(env.initial_observation())
+    reply = tok.encode(
+        ' <tool_call>\n{"name": "lookup", "arguments": {"key": "a"}}\n</tool_call>\n\nUser:'
+    )
+    step = run(env.step(reply))
+    added = tok.decode(step.next_observation.to_ints()[len(ob0.to_ints()) + len(reply) :])
+    assert stop == ["\n\nUser:"] and added == " [lookup result]\n1\n\nAssistant:"

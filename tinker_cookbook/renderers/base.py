@@ -72,6 +72,28 @@ class Renderer(ABC):
     def bos_tokens(self) -> list[int]:
         return []
 
+    def render_continuation(
+        self, new_messages: list[Message], role: str = "assistant"
+    ) -> list[int]:
+        """Tokens that follow a sampled reply (which ended with a stop sequence) so that the
+        conversation continues with `new_messages` and a fresh `role` turn; equal to what
+        rendering the whole conversation again would add."""
+        tokens = list(
+            self.render_message({"role": "assistant", "content": ""}, is_last=False).suffix
+        )
+        for message in new_messages:
+            part = self.render_message(message, is_last=False)
+            tokens += part.prefix + part.body + part.suffix
+        return tokens + self.generation_header(role)
+
+    def ends_with_stop(self, tokens: list[int]) -> bool:
+        """Whether a sampled reply ended on one of this format's stop sequences."""
+        stops = self.get_stop_sequences()
+        if stops and isinstance(stops[0], int):
+            return bool(tokens) and tokens[-1] in stops
+        text = self.tokenizer.decode(tokens)
+        return any(stop in text for stop in stops)
+
     # ---- assembly -----------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)

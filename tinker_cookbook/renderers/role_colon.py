@@ -26,6 +26,19 @@ class RoleColonRenderer(Renderer):
     def generation_header(self, role: str) -> list[int]:
         return self.encode(f"{role.capitalize()}:")
 
+    def render_continuation(
+        self, new_messages: list[Message], role: str = "assistant"
+    ) -> list[int]:
+        """The reply ended with its stop string `\\n\\nUser:`, which already opened the next
+        user turn: tool results (and any correction) become that turn's text."""
+        parts = [
+            f"[{m.get('name', 'tool')} result]\n{m['content']}"
+            if m["role"] == "tool"
+            else m["content"]
+            for m in new_messages
+        ]
+        return self.encode(" " + "\n\n".join(parts) + "\n\n") + self.generation_header(role)
+
     def get_stop_sequences(self) -> list[str]:
         return [STOP]
 

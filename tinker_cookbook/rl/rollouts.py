@@ -26,16 +26,22 @@ TokenCompleter = Callable[[types.ModelInput, StopCondition], Awaitable[TokensWit
 class SamplingClientCompleter:
     """A TokenCompleter over a (Tinker-API) sampling client."""
 
-    def __init__(self, sampling_client, max_tokens: int, temperature: float = 1.0):
+    def __init__(
+        self, sampling_client, max_tokens: int, temperature: float = 1.0, seed: int | None = None
+    ):
         self.sampling_client = sampling_client
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.seed = seed  # each request gets its own seed derived from this one: reproducible
+        self.requests = 0
 
     async def __call__(
         self, observation: types.ModelInput, stop: StopCondition
     ) -> TokensWithLogprobs:
+        seed = None if self.seed is None else (self.seed * 1_000_003 + self.requests) % 2**31
+        self.requests += 1
         params = types.SamplingParams(
-            max_tokens=self.max_tokens, temperature=self.temperature, stop=stop
+            max_tokens=self.max_tokens, temperature=self.temperature, stop=stop, seed=seed
         )
         result = await self.sampling_client.sample(observation, 1, params)
         seq = result.sequences[0]
@@ -66,7 +72,14 @@ async def do_group_rollout(builder: EnvGroupBuilder, policy: TokenCompleter) -> 
     """All episodes of one group, concurrently; the builder is cleaned up whatever happens."""
     try:
         envs = await builder.make_envs()
-        trajectories = await asyncio.gather(*[do_single_rollout(policy, env) for env in envs])
+        tasks = [asyncio.create_task(do_single_rollout(policy, env)) for env in envs]
+        try:
+            trajectories = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # stop the siblings before cleanup removes what they use
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         group = await builder.compute_group_rewards(list(trajectories), envs)
     except Exception as exc:
         tags = ",".join(builder.logging_tags()) or type(builder).__name__

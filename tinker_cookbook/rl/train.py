@@ -192,7 +192,9 @@ async def _rollouts(
     config: RLTrainingConfig, sources: list[BatchSource], sampler, step: int
 ) -> Rollouts:
     start = time.perf_counter()
-    policy = SamplingClientCompleter(sampler, config.max_tokens, config.temperature)
+    policy = SamplingClientCompleter(
+        sampler, config.max_tokens, config.temperature, seed=config.seed * 100_003 + step
+    )
     batches: list[Sequence[EnvGroupBuilder]] = [
         s.dataset.get_batch(step % len(s.dataset)) for s in sources
     ]

@@ -42,6 +42,8 @@ class SandboxInterface(ABC):
 
     async def read_file(self, path: str, max_bytes: int = 10_000_000) -> str:
         result = await self.run_command(f"cat -- {_quote(path)}", max_output_bytes=max_bytes)
+        if result.output_truncated:
+            raise SandboxError(f"sandbox: {path} is larger than max_bytes={max_bytes}")
         if result.exit_code != 0:
             raise FileNotFoundError(f"sandbox: cannot read {path}: {result.stderr.strip()}")
         return result.stdout
@@ -57,21 +59,19 @@ class SandboxInterface(ABC):
 
     async def upload_dir(self, host_dir: Path, sandbox_dir: str) -> None:
         """Copy a host folder's contents into the sandbox (through a tar stream, so nothing in
-        the sandbox can redirect the write to the host)."""
-        import io
-        import tarfile
+        the sandbox can redirect the write to the host; file modes are kept)."""
+        await self._untar(_tar_of(host_dir, "."), sandbox_dir, f"{host_dir} to {sandbox_dir}")
 
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(str(host_dir), arcname=".")
+    async def upload_file(self, host_file: Path, sandbox_path: str) -> None:
+        """Copy one host file to `sandbox_path`, keeping its mode (e.g. executable)."""
+        folder, _, name = sandbox_path.rstrip("/").rpartition("/")
+        await self._untar(_tar_of(host_file, name), folder or "/", f"{host_file} to {sandbox_path}")
+
+    async def _untar(self, data: bytes, sandbox_dir: str, what: str) -> None:
         quoted = _quote(sandbox_dir)
-        result = await self.run_command(
-            f"mkdir -p -- {quoted} && tar -x -C {quoted}", stdin=buffer.getvalue()
-        )
+        result = await self.run_command(f"mkdir -p -- {quoted} && tar -x -C {quoted}", stdin=data)
         if result.exit_code != 0:
-            raise SandboxError(
-                f"sandbox: cannot copy {host_dir} to {sandbox_dir}: {result.stderr.strip()}"
-            )
+            raise SandboxError(f"sandbox: cannot copy {what}: {result.stderr.strip()}")
 
     @abstractmethod
     async def cleanup(self) -> None:
@@ -82,3 +82,13 @@ def _quote(path: str) -> str:
     import shlex
 
     return shlex.quote(path)
+
+
+def _tar_of(host_path: Path, arcname: str) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(str(host_path), arcname=arcname)
+    return buffer.getvalue()

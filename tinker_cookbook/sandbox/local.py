@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -87,6 +88,8 @@ class LocalSandbox(SandboxInterface):
             else None
         )
         self._closed = False
+        self._lock = asyncio.Lock()
+        self._running: set[asyncio.subprocess.Process] = set()
 
     def _make_rootfs(self) -> None:
         for sub in ("tmp", "root", "etc", "proc", "dev", "usr", "logs"):
@@ -119,33 +122,55 @@ class LocalSandbox(SandboxInterface):
             workdir,
         ]
         for key, value in env.items():
+            _check_env_key(key)
             argv += ["--setenv", key, value]
-        return argv + ["/bin/bash", "-c"]
+        # /usr/bin/bash, not /bin/bash: /bin is a symlink in the writable root the sandbox
+        # could replace; /usr is a read-only bind of the host's.
+        return argv + ["/usr/bin/bash", "-c"]
 
-    def _unshare_argv(self, workdir: str, env: dict[str, str]) -> list[str]:
-        root = str(self.rootfs)
-        mounts = [f"mount --rbind /usr {root}/usr", f"mount -o remount,bind,ro {root}/usr"]
-        for name in BASE_DIRS:
-            host = Path("/") / name
-            if host.is_dir() and not host.is_symlink():
-                mounts += [
-                    f"mount --rbind {host} {root}/{name}",
-                    f"mount -o remount,bind,ro {root}/{name}",
-                ]
-        for name in ETC_FILES:
-            src = Path("/etc") / name
-            if src.exists():
-                dst = self.rootfs / "etc" / name
-                dst.mkdir(exist_ok=True) if src.is_dir() else dst.touch(exist_ok=True)
-                mounts += [f"mount --bind {src} {dst}", f"mount -o remount,bind,ro {dst}"]
-        mounts += [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
-        env_args = " ".join(f"{k}={_sh(v)}" for k, v in env.items())
-        script = (
-            " && ".join(mounts)
-            + f' && exec chroot {root} /usr/bin/env -i {env_args} /bin/bash -c "cd {_sh(workdir)} && exec /bin/bash -c \\"\\$0\\"" "$0"'
-        )
-        return ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--propagation", "private",
-                "/bin/sh", "-c", script]  # fmt: skip
+    def _unshare_argv(self, workdir: str, env: dict[str, str], command: str) -> list[str]:
+        """Root-only fallback: new namespaces; every mount point is first recreated as a fresh
+        folder (so a symlink the sandbox planted cannot redirect a mount onto the host); then
+        `pivot_root` into the sandbox folder and detach the host's tree; a minimal /dev; and
+        every capability dropped before the command runs. Values travel as arguments, never
+        as script text."""
+        binds = ["usr"] + [
+            n for n in BASE_DIRS if (Path("/") / n).is_dir() and not (Path("/") / n).is_symlink()
+        ]
+        etc = [n for n in ETC_FILES if (Path("/etc") / n).exists()]
+        lines = [
+            "set -e",
+            "root=$1; workdir=$2; command=$3; shift 3",
+            "mount --make-rprivate /",
+            'mount --bind "$root" "$root"',
+            f'for d in {" ".join(binds)} etc proc dev; do rm -rf "$root/$d"; mkdir "$root/$d"; done',
+        ]
+        for name in binds:
+            lines += [
+                f'mount --rbind /{name} "$root/{name}"',
+                f'mount -o remount,bind,ro "$root/{name}"',
+            ]
+        for name in etc:
+            make = "mkdir" if (Path("/etc") / name).is_dir() else "touch"
+            lines += [f'{make} "$root/etc/{name}"', f'mount --bind /etc/{name} "$root/etc/{name}"',
+                      f'mount -o remount,bind,ro "$root/etc/{name}"']  # fmt: skip
+        lines += [
+            'mount -t proc proc "$root/proc"',
+            'mount -t tmpfs -o mode=755 tmpfs "$root/dev"',
+            'for d in null zero full random urandom tty; do touch "$root/dev/$d"; mount --bind /dev/$d "$root/dev/$d"; done',
+            'cd "$root"; old=.host-$$; rm -rf "$old"; mkdir "$old"',
+            'pivot_root . "$old"; cd /',
+            'umount -l "/$old"; rmdir "/$old"',
+            'exec /usr/bin/setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- /usr/bin/env -i "$@" '
+            '/usr/bin/bash -c \'cd "$0" && exec /usr/bin/bash -c "$1"\' "$workdir" "$command"',
+        ]
+        for key in env:
+            _check_env_key(key)
+        return [
+            "unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
+            "/bin/sh", "-c", "\n".join(lines), "sandbox", str(self.rootfs), workdir, command,
+            *[f"{k}={v}" for k, v in env.items()],
+        ]  # fmt: skip
 
     async def run_command(
         self,
@@ -163,10 +188,13 @@ class LocalSandbox(SandboxInterface):
         if self.backend == "bwrap":
             argv = self._bwrap_argv(workdir, full_env) + [command]
         else:
-            argv = self._unshare_argv(workdir, full_env) + [command]
+            argv = self._unshare_argv(workdir, full_env, command)
         if self.limits is not None:
             argv = self.limits.join_prefix() + argv
-        return await self._execute(argv, timeout, max_output_bytes, stdin)
+        # One command at a time: every process in the sandbox's cgroup is stopped when a
+        # command ends, which would take a concurrent command down with it.
+        async with self._lock:
+            return await self._execute(argv, timeout, max_output_bytes, stdin)
 
     async def _execute(
         self, argv: list[str], timeout: float, max_output: int, stdin: bytes | None
@@ -204,6 +232,7 @@ class LocalSandbox(SandboxInterface):
                     proc.stdin.close()
 
         timed_out = False
+        self._running.add(proc)
         try:
             await asyncio.wait_for(
                 asyncio.gather(pump(proc.stdout, out), pump(proc.stderr, err), feed(), proc.wait()),
@@ -212,6 +241,10 @@ class LocalSandbox(SandboxInterface):
         except TimeoutError:
             timed_out = True
             self._kill(proc)
+        finally:
+            if proc.returncode is None:  # cancelled: stop it rather than leave it running
+                self._kill(proc)
+            self._running.discard(proc)
             await proc.wait()
         if self.limits is not None:
             self.limits.kill_all()  # anything left behind in the background
@@ -241,13 +274,15 @@ class LocalSandbox(SandboxInterface):
         if self._closed:
             return
         self._closed = True
+        for proc in list(self._running):
+            self._kill(proc)
         if self.limits is not None:
-            self.limits.remove()
+            await asyncio.to_thread(self.limits.remove)
         await asyncio.to_thread(_remove_tree, self.host_dir)
 
 
 def _remove_tree(path: Path) -> None:
-    """Delete a sandbox folder even if the sandbox made parts of it read-only."""
+    """Delete a sandbox folder, even one the sandbox made read-only or very deep."""
 
     def make_writable_and_retry(func, target, _exc_info):
         try:
@@ -258,10 +293,17 @@ def _remove_tree(path: Path) -> None:
         except OSError:
             pass
 
-    shutil.rmtree(path, onerror=make_writable_and_retry)  # `onexc` needs Python 3.12
+    with contextlib.suppress(RecursionError, OSError):  # very deep trees: `rm -rf` below
+        shutil.rmtree(path, onerror=make_writable_and_retry)  # `onexc` needs Python 3.12
+    if path.exists():
+        import subprocess
+
+        subprocess.run(["chmod", "-R", "u+rwx", str(path)], capture_output=True)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], capture_output=True)
+    if path.exists():
+        raise SandboxError(f"could not remove sandbox folder {path}")
 
 
-def _sh(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)
+def _check_env_key(key: str) -> None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise SandboxError(f"environment variable name {key!r} is not a valid shell name")

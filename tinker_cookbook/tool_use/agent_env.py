@@ -165,22 +165,15 @@ class AgentToolEnv(Env):
         return prompt, self.renderer.get_stop_sequences()
 
     async def step(self, action: list[int]) -> StepResult:
-        message, ok = self.renderer.parse_response(action)
-        if not ok and "tool_call_error" not in message:  # cut off at max_tokens
+        message, _ = self.renderer.parse_response(action)
+        if not self.renderer.ends_with_stop(action):  # cut off at max_tokens, even mid-call
+            message.pop("tool_call_error", None)
             self.message_env.history.append(message)
             return await self._finish("truncated")
         result = await self.message_env.step(message)
         if result.done:
             return await self._finish(result.end_reason or "done")
-        tokens = (
-            self.tokens
-            + list(action)
-            + self.renderer.render_message({"role": "assistant", "content": ""}, False).suffix
-        )
-        for m in result.new_messages:
-            part = self.renderer.render_message(m, is_last=False)
-            tokens += part.prefix + part.body + part.suffix
-        tokens += self.renderer.generation_header("assistant")
+        tokens = self.tokens + list(action) + self.renderer.render_continuation(result.new_messages)
         if len(tokens) > self.max_trajectory_tokens:
             return await self._finish("context_overflow")
         self.tokens = tokens

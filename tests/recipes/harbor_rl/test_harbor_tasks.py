@@ -162,3 +162,45 @@ def test_reward_json_and_broken_verifiers(tmp_path):
     broken_task.path = broken
     assert asyncio.run(grade(broken_task)) == (0.0, {"grading_error": 1.0})
     assert json.loads('{"reward": 0.25}')["reward"] == 0.25
+
+
+@needs_sandbox
+def test_dockerfile_variables_modes_and_comments(tmp_path):
+    dockerfile = (
+        "FROM x\nENV TOOLS=/opt/tools\nENV PATH=$TOOLS/bin:$PATH\nWORKDIR ${TOOLS}\n"
+        "COPY run.sh /opt/tools/bin/\nRUN echo one \\\n  # a comment inside the continuation\n  && run.sh\n"
+    )
+    d = make_task(tmp_path, dockerfile=dockerfile)
+    (d / "environment" / "run.sh").write_text("#!/bin/bash\necho ran > /tmp/ran\n")
+    (d / "environment" / "run.sh").chmod(0o755)
+
+    async def check():
+        sb = await prepare_sandbox(load_harbor_task(d))
+        try:
+            return await sb.run_command("pwd; cat /tmp/ran; echo $PATH")
+        finally:
+            await sb.cleanup()
+
+    r = asyncio.run(check())
+    assert r.stdout.splitlines()[:2] == ["/opt/tools", "ran"]
+    assert r.stdout.splitlines()[2].startswith("/opt/tools/bin:/usr/local/sbin")
+
+
+@needs_sandbox
+def test_the_agent_cannot_plant_or_break_the_reward(tmp_path):
+    task = load_harbor_task(make_task(tmp_path, "t", test="echo 0 > /logs/verifier/reward.txt"))
+    nan_task = load_harbor_task(
+        make_task(tmp_path, "n", test="echo nan > /logs/verifier/reward.txt")
+    )
+
+    async def grade(task, agent_command):
+        sb = await prepare_sandbox(task)
+        try:
+            await sb.run_command(agent_command)
+            return await HarborReward(task, sb)([])
+        finally:
+            await sb.cleanup()
+
+    plant = "mkdir -p /logs/verifier && echo '{\"reward\": 1}' > /logs/verifier/reward.json; rm -f /bin; mkdir /bin"
+    assert asyncio.run(grade(task, plant))[0] == 0.0
+    assert asyncio.run(grade(nan_task, "true")) == (0.0, {"grading_error": 1.0})

@@ -52,15 +52,18 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
         self.sandboxes: list[LocalSandbox] = []
 
     async def make_envs(self) -> Sequence[Env]:
+        async def build() -> LocalSandbox:
+            sandbox = await prepare_sandbox(self.task, self.sandbox_config)
+            self.sandboxes.append(sandbox)  # recorded at once: cleanup() finds it even if a
+            return sandbox  # sibling's build fails or the rollout is cancelled
+
         results = await asyncio.gather(
-            *[prepare_sandbox(self.task, self.sandbox_config) for _ in range(self.group_size)],
-            return_exceptions=True,
+            *[build() for _ in range(self.group_size)], return_exceptions=True
         )
-        self.sandboxes = [s for s in results if isinstance(s, LocalSandbox)]
         errors = [e for e in results if isinstance(e, BaseException)]
         if errors:
             raise errors[0]
-        return [self._env(sandbox) for sandbox in self.sandboxes]
+        return [self._env(sandbox) for sandbox in results]
 
     def _env(self, sandbox: LocalSandbox) -> Env:
         reward = self.reward_fn if self.reward_fn is not None else HarborReward(self.task, sandbox)

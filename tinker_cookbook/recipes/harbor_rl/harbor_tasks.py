@@ -4,6 +4,7 @@ local sandbox from `environment/Dockerfile`."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import tomllib
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ def dockerfile_instructions(text: str) -> list[tuple[int, str, str]]:
     out, buffer, start = [], "", 0
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
-        if not buffer and (not line.strip() or line.lstrip().startswith("#")):
+        if not line.strip() or line.lstrip().startswith("#"):  # also inside a continuation
             continue
         if not buffer:
             start = n
@@ -148,11 +149,21 @@ def _exec_form(args: str) -> str:
     return args
 
 
-def _parse_env(args: str) -> dict[str, str]:
+def _parse_env(args: str, known: dict[str, str]) -> dict[str, str]:
+    """`ENV K=V K2="v 2"` or `ENV K value`, with $VAR / ${VAR} expanded from `known`."""
     if "=" not in args.split(" ", 1)[0]:
         key, _, value = args.partition(" ")
-        return {key: value.strip().strip('"')}
-    return {k: v for k, _, v in (item.partition("=") for item in shlex.split(args))}
+        pairs = {key: value.strip().strip('"')}
+    else:
+        pairs = {k: v for k, _, v in (item.partition("=") for item in shlex.split(args))}
+    out = {}
+    for key, value in pairs.items():
+        out[key] = expand_vars(value, {**known, **out})
+    return out
+
+
+def expand_vars(text: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), text)
 
 
 async def prepare_sandbox(
@@ -179,6 +190,7 @@ async def _build(task: HarborTask, sandbox: LocalSandbox) -> None:
     steps = dockerfile_instructions(dockerfile.read_text()) if dockerfile.exists() else []
     build_timeout = float(task.config.get("environment", {}).get("build_timeout_sec", 600))
     workdir, env = "/", {}
+    known = dict(sandbox.env)  # PATH, HOME, ... for $VAR expansion
     for line, keyword, args in steps:
         where = f"task {task.name!r}: Dockerfile line {line}"
         if keyword in IGNORED or keyword == "FROM":
@@ -188,12 +200,12 @@ async def _build(task: HarborTask, sandbox: LocalSandbox) -> None:
                 f"{where}: {keyword} is not supported by the local sandbox (supported: {', '.join(SUPPORTED)})"
             )
         if keyword == "WORKDIR":
-            workdir = str(Path(workdir) / args.strip('"'))
+            workdir = str(Path(workdir) / expand_vars(args.strip('"'), {**known, **env}))
             await _run(sandbox, f"mkdir -p {shlex.quote(workdir)}", "/", env, build_timeout, where)
         elif keyword in ("ENV", "ARG"):
             if keyword == "ARG" and "=" not in args:
                 continue
-            env.update(_parse_env(args))
+            env.update(_parse_env(args, {**known, **env}))
         elif keyword == "RUN":
             await _run(sandbox, _exec_form(args), workdir, env, build_timeout, where)
         elif keyword == "COPY":
@@ -234,6 +246,4 @@ async def _copy(sandbox: LocalSandbox, context: Path, args: str, workdir: str, w
         if host.is_dir():
             await sandbox.upload_dir(host, dest)
         else:
-            await sandbox.write_file(
-                f"{dest.rstrip('/')}/{host.name}" if into_dir else dest, host.read_bytes()
-            )
+            await sandbox.upload_file(host, f"{dest.rstrip('/')}/{host.name}" if into_dir else dest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Annotated
 
 from tinker_cookbook.recipes.harbor_rl.harbor_tasks import HarborTask
@@ -53,27 +54,37 @@ class HarborReward:
 
     async def __call__(self, history: list[Message]) -> tuple[float, dict[str, float]]:
         try:
+            # Whatever the agent left in /tests or /logs/verifier is discarded first.
+            await self.sandbox.run_command(
+                "rm -rf /tests /logs/verifier && mkdir -p /logs/verifier", timeout=30
+            )
             await self.sandbox.upload_dir(self.task.path / "tests", "/tests")
             timeout = self.task.timeout("verifier", 120.0)
             env = {
                 str(k): str(v)
                 for k, v in self.task.config.get("verifier", {}).get("env", {}).items()
             }
-            await self.sandbox.run_command("mkdir -p /logs/verifier", timeout=10)
-            result = await self.sandbox.run_command("bash /tests/test.sh", timeout=timeout, env=env)
+            result = await self.sandbox.run_command(
+                "/usr/bin/bash /tests/test.sh", timeout=timeout, env=env
+            )
+            if result.timed_out:
+                return 0.0, {"grading_error": 0.0, "verifier_timed_out": 1.0}
             reward = await self._read_reward()
         except Exception as exc:  # noqa: BLE001 - a broken verifier must not stop training
             logger.warning("grading task %s failed: %s", self.task.name, exc)
             return 0.0, {"grading_error": 1.0}
-        if reward is None:
+        if reward is None or not math.isfinite(reward):
             logger.warning(
-                "task %s wrote no reward (test.sh exit %s)", self.task.name, result.exit_code
+                "task %s wrote no usable reward (%s; test.sh exit %s)",
+                self.task.name,
+                reward,
+                result.exit_code,
             )
             return 0.0, {"grading_error": 1.0}
-        return reward, {"grading_error": 0.0, "verifier_timed_out": float(result.timed_out)}
+        return reward, {"grading_error": 0.0, "verifier_timed_out": 0.0}
 
     async def _read_reward(self) -> float | None:
-        for name in ("reward.txt", "reward.json"):
+        for name in ("reward.json", "reward.txt"):
             try:
                 text = await self.sandbox.read_file(f"/logs/verifier/{name}")
             except FileNotFoundError:
