@@ -84,28 +84,38 @@ def test_each_dataset_is_scored_by_its_own_teacher(tmp_path, trained_teacher, sw
     )
 
 
-def test_teacher_with_its_own_system_prompt_sees_a_different_context(tmp_path):
-    config = single.build_config(
-        chz.Blueprint(single.CLIConfig).make_from_argv(
-            [
-                *TINY,
-                f"log_path={tmp_path}",
-                "teacher_model=tiny-qwen3-1m",
-                f"dataset_path={DEEPMATH}",
-                "groups_per_batch=2",
-                "max_steps=1",
-                "learning_rate=0",
-            ]  # fmt: skip
+def test_teacher_with_its_own_system_prompt_sees_a_different_context(tmp_path, trained_teacher):
+    """Same seeded samples, same teacher weights: only the teacher's context differs, and so
+    does its KL."""
+
+    def teacher_kl(log_path, system_prompt):
+        config = single.build_config(
+            chz.Blueprint(single.CLIConfig).make_from_argv(
+                [
+                    *TINY,
+                    f"log_path={log_path}",
+                    "teacher_model=tiny-qwen3-1m",
+                    f"dataset_path={DEEPMATH}",
+                    "groups_per_batch=2",
+                    "max_steps=1",
+                    "learning_rate=0",
+                ]  # fmt: skip
+            )
         )
-    )
-    teacher = TeacherConfig(
-        base_model="tiny-qwen3-1m", system_prompt="You are a careful mathematician."
-    )
-    datasets = [chz.replace(config.dataset_configs[0], teacher_config=teacher)]
-    asyncio.run(train_on_policy.main(chz.replace(config, dataset_configs=datasets)))
-    (m,) = [r for r in read_metrics(tmp_path) if "teacher_kl" in r]
-    assert m["teacher_kl_tokens/deepmath"] > 0
-    assert abs(m["teacher_kl/deepmath"]) > 1e-3  # same weights, different prompt: not identical
+        teacher = TeacherConfig(
+            base_model="tiny-qwen3-1m",
+            load_checkpoint_path=trained_teacher,
+            system_prompt=system_prompt,
+        )
+        datasets = [chz.replace(config.dataset_configs[0], teacher_config=teacher)]
+        asyncio.run(train_on_policy.main(chz.replace(config, dataset_configs=datasets)))
+        (m,) = [r for r in read_metrics(log_path) if "teacher_kl" in r]
+        return m["teacher_kl/deepmath"], m["teacher_kl_tokens/deepmath"]
+
+    plain, tokens = teacher_kl(tmp_path / "plain", None)
+    prompted, tokens2 = teacher_kl(tmp_path / "prompted", "You are a careful mathematician.")
+    assert tokens == tokens2 > 0  # the same student samples
+    assert abs(prompted - plain) > 0.05
 
 
 def test_recompute_student_logprobs_reports_agreement(tmp_path):
