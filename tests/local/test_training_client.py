@@ -239,7 +239,7 @@ def test_forward_backward_custom_applies_the_users_gradient(client, data):
             for d, lp in zip(batch, logprobs, strict=True)
         )
         total = sum((lp.sum() / 10) ** 2 for lp in logprobs)
-        return total, {"custom:sum": float(total)}
+        return total, {"custom:sum": float(total.detach())}
 
     with torch.no_grad():  # non-zero B so every factor gets gradient
         for _, b in client._adapter.weights.values():
