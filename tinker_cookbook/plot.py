@@ -7,10 +7,13 @@ the paths.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from pathlib import Path
 
 from tinker_cookbook.utils.ml_log import read_metrics
+
+logger = logging.getLogger(__name__)
 
 
 def plot_metrics(log_path: str | Path, metrics: list[str] | None = None) -> list[Path]:
@@ -48,6 +51,17 @@ def plot_metrics(log_path: str | Path, metrics: list[str] | None = None) -> list
         plt.close(fig)
         written.append(path)
     return written
+
+
+def write_run_plots(log_path: str | Path, preferred: list[str]) -> list[Path]:
+    """End-of-run plots: the `preferred` metrics the run logged, plus every eval pass@1."""
+    logged = {k for r in read_metrics(log_path) for k in r}
+    names = [m for m in preferred if m in logged] + sorted(
+        k for k in logged if k.endswith("/pass@1")
+    )
+    paths = plot_metrics(log_path, names) if names else []
+    logger.info("plots: %s", ", ".join(str(p) for p in paths))
+    return paths
 
 
 def main() -> None:

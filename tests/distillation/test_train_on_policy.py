@@ -53,6 +53,7 @@ def test_teacher_kl_falls_as_the_student_learns(tmp_path, trained_teacher):
     assert np.mean(kl[-3:]) < 0.7 * np.mean(kl[:3])
     assert steps(tmp_path, "env/all/reward/total") == [0.0] * 20  # no environment reward
     assert load_checkpoints(tmp_path)[-1]["name"] == "final"
+    assert (tmp_path / "plots" / "teacher_kl.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("swap", [False, True])

@@ -20,6 +20,7 @@ from tinker import types
 
 from tinker_cookbook.backend import make_run_service_client
 from tinker_cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
+from tinker_cookbook.plot import write_run_plots
 from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data
 from tinker_cookbook.rl.metrics import trajectory_group_metrics
 from tinker_cookbook.rl.rollouts import SamplingClientCompleter, do_group_rollouts
@@ -180,6 +181,7 @@ async def run_rl(
             pending.cancel()  # a failed step leaves no rollout running behind it
         bar.close()
         ml.close()
+    write_run_plots(config.log_path, ["teacher_kl", "env/all/reward/total", "optim/loss:sum"])
     return final
 
 

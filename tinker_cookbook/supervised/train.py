@@ -10,6 +10,7 @@ import chz
 from tinker import types
 
 from tinker_cookbook.backend import make_run_service_client
+from tinker_cookbook.plot import write_run_plots
 from tinker_cookbook.supervised.datasets import ChatDatasetBuilder, SupervisedDataset
 from tinker_cookbook.utils.checkpoints import get_last_checkpoint, prepare_log_dir, save_checkpoint
 from tinker_cookbook.utils.lr_schedule import lr_multiplier
@@ -121,7 +122,7 @@ def main(config: Config) -> dict:
     finally:
         bar.close()
         ml.close()
-    _write_plots(config.log_path)
+    write_run_plots(config.log_path, ["train_mean_nll", "test/nll", "learning_rate"])
     return final
 
 
@@ -162,13 +163,3 @@ def _train_step(
     for key, value in (optim_result.metrics or {}).items():
         metrics[f"optim/{key}"] = value
     return metrics
-
-
-def _write_plots(log_path: str) -> None:
-    from tinker_cookbook.plot import plot_metrics
-
-    try:
-        paths = plot_metrics(log_path, ["train_mean_nll", "test/nll", "learning_rate"])
-    except KeyError:
-        paths = plot_metrics(log_path, ["train_mean_nll", "learning_rate"])
-    logger.info("plots: %s", ", ".join(str(p) for p in paths))
