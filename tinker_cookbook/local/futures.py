@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from concurrent.futures import Future as ConcurrentFuture
 from typing import Any, Generic, TypeVar
 
 from tinker import APIFuture
 
 T = TypeVar("T")
-U = TypeVar("U")
 
 
 class LocalFuture(APIFuture[T], Generic[T]):
@@ -42,19 +40,6 @@ class LocalFuture(APIFuture[T], Generic[T]):
         cf: ConcurrentFuture[T] = ConcurrentFuture()
         cf.set_result(value)
         return cls(cf)
-
-    def then(self, fn: Callable[[T], U]) -> LocalFuture[U]:
-        """A future of `fn(result)`; an error in either step lands in the returned future."""
-        out: ConcurrentFuture[U] = ConcurrentFuture()
-
-        def _chain(done: ConcurrentFuture[T]) -> None:
-            try:
-                out.set_result(fn(done.result()))
-            except BaseException as exc:  # noqa: BLE001 - delivered to the caller
-                out.set_exception(exc)
-
-        self._future.add_done_callback(_chain)
-        return LocalFuture(out)
 
 
 class ClientFuture(LocalFuture[T], Generic[T]):
