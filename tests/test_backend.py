@@ -17,8 +17,13 @@ def test_auto_is_local_without_a_key_and_tinker_with_one(monkeypatch):
 
 def test_tinker_backend_returns_the_sdk_client(monkeypatch):
     monkeypatch.setenv("TINKER_API_KEY", "tml-dummy")
-    client = make_service_client("tinker", base_url="http://127.0.0.1:9")
-    assert isinstance(client, tinker.ServiceClient)  # lazy: no request is made yet
+    client = make_service_client("tinker")  # hosted Tinker; lazy: no request is made yet
+    assert isinstance(client._inner, tinker.ServiceClient)
+    with pytest.raises(ConnectionError, match="'http://127.0.0.1:9' is not reachable"):
+        make_service_client("tinker", base_url="http://127.0.0.1:9")
+    monkeypatch.delenv("TINKER_API_KEY")
+    with pytest.raises(ValueError, match="needs TINKER_API_KEY"):
+        make_service_client("tinker")
 
 
 def test_local_options_reach_the_local_config(isolated_cache):

@@ -32,14 +32,56 @@ def make_service_client(
         return ServiceClient(LocalBackendConfig(**local_options))
     if local_options:
         raise ValueError(f"options {sorted(local_options)} only apply to backend='local'")
+    return make_tinker_service_client(base_url)
+
+
+def make_tinker_service_client(
+    base_url: str | None, base_model: str | None = None, rank: int | None = None
+) -> Any:
+    """The real SDK's client, wrapped so server differences are smoothed over
+    (`tinker_compat`). Fails before any work when no API key is set or the server is not
+    reachable."""
     import tinker
 
-    return tinker.ServiceClient(base_url=base_url) if base_url else tinker.ServiceClient()
+    from tinker_cookbook.tinker_compat import CompatServiceClient
+
+    if not os.environ.get("TINKER_API_KEY"):
+        raise ValueError(
+            "backend=tinker needs TINKER_API_KEY (a `tml-...` key; any `tml-` value works for a "
+            "self-hosted server such as SkyRL's). Use backend=local to train in this process instead."
+        )
+    if base_url:
+        _check_reachable(base_url)
+    client = tinker.ServiceClient(base_url=base_url) if base_url else tinker.ServiceClient()
+    return CompatServiceClient(client, base_model=base_model, rank=rank)
 
 
-def make_run_service_client(backend: str, base_url: str | None, log_path: str) -> Any:
+def _check_reachable(base_url: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(base_url.rstrip("/") + "/api/v1/healthz", timeout=10)
+    except urllib.error.HTTPError:
+        return  # the server answered; it just has no such route
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConnectionError(
+            f"base_url={base_url!r} is not reachable ({exc}); is the Tinker-compatible server running?"
+        ) from exc
+
+
+def make_run_service_client(
+    backend: str,
+    base_url: str | None,
+    log_path: str,
+    base_model: str | None = None,
+    rank: int | None = None,
+) -> Any:
     """The service client for a training run; locally its checkpoints live in the run's
     `log_path/checkpoints`, next to the `checkpoints.jsonl` that lists them."""
     if resolve_backend(backend) == "local":
         return make_service_client("local", checkpoint_dir=f"{log_path}/checkpoints")
-    return make_service_client(backend, base_url)
+    client = make_tinker_service_client(base_url, base_model=base_model, rank=rank)
+    if base_model is not None:
+        client.require_model(base_model)
+    return client

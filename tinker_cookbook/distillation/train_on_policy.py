@@ -237,6 +237,8 @@ async def main(config: Config) -> dict:
         for i, cfg in enumerate(config.dataset_configs):
             teacher = cfg.teacher_config
             key = (teacher.base_model, teacher.load_checkpoint_path)
+            if hasattr(service, "require_model"):  # a remote server: is the teacher served?
+                service.require_model(teacher.base_model)
             if key not in teachers:
                 teachers[key] = await service.create_sampling_client(
                     base_model=teacher.base_model, model_path=teacher.load_checkpoint_path

@@ -133,12 +133,16 @@ async def run_rl(
         raise ValueError(
             f"max_steps_off_policy={config.max_steps_off_policy}: only 0 or 1 is supported"
         )
+    # The backend first: a missing key, unreachable server or unserved model fails before
+    # anything is written or loaded.
+    service = make_run_service_client(
+        config.backend, config.base_url, config.log_path, config.model_name, config.lora_rank
+    )
     resuming = prepare_log_dir(config.log_path, config.behavior_if_log_dir_exists)
     last = get_last_checkpoint(config.log_path) if resuming else None
     if last is not None and last.get("name") == "final":
         logger.info("%s already finished; nothing to do", config.log_path)
         return last
-    service = make_run_service_client(config.backend, config.base_url, config.log_path)
     sources = await make_sources(service)
     evaluators = [b() for b in config.evaluator_builders]
     total = total_steps_of(config, sources)

@@ -78,6 +78,11 @@ def make_training_client(config: Config, service, resume: dict | None):
 
 def main(config: Config) -> dict:
     """Train; returns the final checkpoint record (with `state_path` and `sampler_path`)."""
+    # The backend first: a missing key, unreachable server or unserved model fails before
+    # anything is written or loaded.
+    service = make_run_service_client(
+        config.backend, config.base_url, config.log_path, config.model_name, config.lora_rank
+    )
     resuming = prepare_log_dir(config.log_path, config.behavior_if_log_dir_exists)
     last = get_last_checkpoint(config.log_path) if resuming else None
     if last is not None and last.get("name") == "final":
@@ -92,7 +97,6 @@ def main(config: Config) -> dict:
         )
     start_step = last["step"] if last else 0
 
-    service = make_run_service_client(config.backend, config.base_url, config.log_path)
     client = make_training_client(config, service, last)
     ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start_step)
     bar = step_progress(total_steps, start_step, desc="sft")
