@@ -18,12 +18,16 @@ import urllib.request
 from pathlib import Path
 
 VENV = Path(
-    os.environ.get("SKYRL_VENV", Path.home() / ".cache" / "tinker_cookbook" / "skyrl-0.4.0-venv")
+    os.environ.get("SKYRL_VENV", Path.home() / ".cache" / "tinker_cookbook" / "skyrl-0.4.0-venv-v2")
 )
+# Pinned to the set this test was built and run with (2026-11-28), so a new release of any
+# of them cannot break the server between runs.
 PACKAGES = [
-    "jax==0.10.2", "jaxlib==0.10.2", "flax==0.12.8", "optax", "transformers>=5.6.1,<=5.16.1", "peft==0.18.1",
-    "tinker>=0.25,<0.26", "fastapi[standard]", "sqlmodel", "sqlalchemy[asyncio]", "aiosqlite", "datasets",
-    "safetensors", "tokenizers", "typer", "rich", "cloudpathlib", "zstandard", "xxhash", "pillow", "aiohttp", "psutil",
+    "jax==0.10.2", "jaxlib==0.10.2", "flax==0.12.8", "optax==0.2.8", "transformers==5.16.1", "peft==0.18.1",
+    "tinker==0.25.0", "fastapi[standard]==0.165.0", "uvicorn==0.54.0", "sqlmodel==0.0.50",
+    "sqlalchemy[asyncio]==2.1.9", "aiosqlite==0.22.1", "datasets==5.2.0", "safetensors==0.8.0",
+    "tokenizers==0.23.3", "typer==0.29.2", "rich==15.0.0", "cloudpathlib==0.26.0", "zstandard==0.25.0",
+    "xxhash==4.1.0", "pillow==13.0.0", "aiohttp==3.14.5", "psutil==7.2.2", "pydantic==2.14.4", "numpy==2.4.6",
 ]  # fmt: skip
 PATCHES = [
     # Python 3.11's typing.TypedDict cannot be used by pydantic here.
