@@ -18,7 +18,6 @@ import chz
 import numpy as np
 from tinker import types
 
-from tinker_cookbook.backend import make_run_service_client
 from tinker_cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
 from tinker_cookbook.plot import write_run_plots
 from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data
@@ -31,9 +30,8 @@ from tinker_cookbook.rl.types import (
     RLDatasetBuilder,
     TrajectoryGroup,
 )
+from tinker_cookbook.run_setup import is_finished, start_run, training_client_future
 from tinker_cookbook.utils.checkpoints import (
-    get_last_checkpoint,
-    prepare_log_dir,
     save_checkpoint_async,
 )
 from tinker_cookbook.utils.lr_schedule import lr_multiplier
@@ -107,21 +105,6 @@ def total_steps_of(config: RLTrainingConfig, sources: Sequence[BatchSource]) -> 
     return min(len(s.dataset) for s in sources)
 
 
-async def make_training_client(config: RLTrainingConfig, service, resume: dict | None):
-    if resume is not None:
-        logger.info("Resuming from %s at step %d", resume["state_path"], resume["step"])
-        return await service.create_training_client_from_state_with_optimizer(resume["state_path"])
-    if config.load_checkpoint_path and config.load_optimizer_state:
-        return await service.create_training_client_from_state_with_optimizer(
-            config.load_checkpoint_path
-        )
-    if config.load_checkpoint_path:
-        return await service.create_training_client_from_state(config.load_checkpoint_path)
-    return await service.create_lora_training_client(
-        base_model=config.model_name, rank=config.lora_rank, seed=config.seed
-    )
-
-
 async def run_rl(
     config: RLTrainingConfig,
     make_sources: Callable[[Any], Awaitable[list[BatchSource]]],
@@ -133,21 +116,14 @@ async def run_rl(
         raise ValueError(
             f"max_steps_off_policy={config.max_steps_off_policy}: only 0 or 1 is supported"
         )
-    # The backend first: a missing key, unreachable server or unserved model fails before
-    # anything is written or loaded.
-    service = make_run_service_client(
-        config.backend, config.base_url, config.log_path, config.model_name, config.lora_rank
-    )
-    resuming = prepare_log_dir(config.log_path, config.behavior_if_log_dir_exists)
-    last = get_last_checkpoint(config.log_path) if resuming else None
-    if last is not None and last.get("name") == "final":
-        logger.info("%s already finished; nothing to do", config.log_path)
+    service, last = start_run(config)
+    if is_finished(last):
         return last
     sources = await make_sources(service)
     evaluators = [b() for b in config.evaluator_builders]
     total = total_steps_of(config, sources)
     start = last["step"] if last else 0
-    client = await make_training_client(config, service, last)
+    client = await training_client_future(config, service, last)
     ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start)
     bar = step_progress(total, start, desc="rl")
     pending: asyncio.Task | None = None

@@ -9,10 +9,10 @@ import time
 import chz
 from tinker import types
 
-from tinker_cookbook.backend import make_run_service_client
 from tinker_cookbook.plot import write_run_plots
+from tinker_cookbook.run_setup import is_finished, start_run, training_client_future
 from tinker_cookbook.supervised.datasets import ChatDatasetBuilder, SupervisedDataset
-from tinker_cookbook.utils.checkpoints import get_last_checkpoint, prepare_log_dir, save_checkpoint
+from tinker_cookbook.utils.checkpoints import save_checkpoint
 from tinker_cookbook.utils.lr_schedule import lr_multiplier
 from tinker_cookbook.utils.ml_log import MetricsLogger
 from tinker_cookbook.utils.progress import step_progress
@@ -59,34 +59,10 @@ def compute_nll(training_client, dataset: SupervisedDataset) -> float:
     return loss / max(weight, 1e-9)
 
 
-def make_training_client(config: Config, service, resume: dict | None):
-    if resume is not None:
-        logger.info("Resuming from %s at step %d", resume["state_path"], resume["step"])
-        return service.create_training_client_from_state_with_optimizer(
-            resume["state_path"]
-        ).result()
-    if config.load_checkpoint_path and config.load_optimizer_state:
-        return service.create_training_client_from_state_with_optimizer(
-            config.load_checkpoint_path
-        ).result()
-    if config.load_checkpoint_path:
-        return service.create_training_client_from_state(config.load_checkpoint_path).result()
-    return service.create_lora_training_client(
-        base_model=config.model_name, rank=config.lora_rank, seed=config.seed
-    ).result()
-
-
 def main(config: Config) -> dict:
     """Train; returns the final checkpoint record (with `state_path` and `sampler_path`)."""
-    # The backend first: a missing key, unreachable server or unserved model fails before
-    # anything is written or loaded.
-    service = make_run_service_client(
-        config.backend, config.base_url, config.log_path, config.model_name, config.lora_rank
-    )
-    resuming = prepare_log_dir(config.log_path, config.behavior_if_log_dir_exists)
-    last = get_last_checkpoint(config.log_path) if resuming else None
-    if last is not None and last.get("name") == "final":
-        logger.info("%s already finished; nothing to do", config.log_path)
+    service, last = start_run(config)
+    if is_finished(last):
         return last
     train_data, test_data = config.dataset_builder()
     steps_per_epoch = len(train_data)
@@ -97,7 +73,7 @@ def main(config: Config) -> dict:
         )
     start_step = last["step"] if last else 0
 
-    client = make_training_client(config, service, last)
+    client = training_client_future(config, service, last).result()
     ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start_step)
     bar = step_progress(total_steps, start_step, desc="sft")
     epoch = -1

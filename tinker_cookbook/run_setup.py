@@ -1,0 +1,44 @@
+"""How every training loop starts: backend first, then the log folder, then the client
+(resumed, loaded from a checkpoint, or new)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tinker_cookbook.backend import make_run_service_client
+from tinker_cookbook.utils.checkpoints import get_last_checkpoint, prepare_log_dir
+
+logger = logging.getLogger(__name__)
+
+
+def start_run(config: Any) -> tuple[Any, dict | None]:
+    """(service client, last checkpoint to resume from or None). The backend comes first: a
+    missing key, unreachable server or unserved model fails before anything is written."""
+    service = make_run_service_client(
+        config.backend, config.base_url, config.log_path, config.model_name, config.lora_rank
+    )
+    resuming = prepare_log_dir(config.log_path, config.behavior_if_log_dir_exists)
+    last = get_last_checkpoint(config.log_path) if resuming else None
+    if last is not None and last.get("name") == "final":
+        logger.info("%s already finished; nothing to do", config.log_path)
+    return service, last
+
+
+def is_finished(last: dict | None) -> bool:
+    return last is not None and last.get("name") == "final"
+
+
+def training_client_future(config: Any, service: Any, resume: dict | None) -> Any:
+    """A future of the run's training client (await it or call .result()): resumed with its
+    optimizer, started from `load_checkpoint_path`, or a fresh LoRA client."""
+    if resume is not None:
+        logger.info("Resuming from %s at step %d", resume["state_path"], resume["step"])
+        return service.create_training_client_from_state_with_optimizer(resume["state_path"])
+    if config.load_checkpoint_path and config.load_optimizer_state:
+        return service.create_training_client_from_state_with_optimizer(config.load_checkpoint_path)
+    if config.load_checkpoint_path:
+        return service.create_training_client_from_state(config.load_checkpoint_path)
+    return service.create_lora_training_client(
+        base_model=config.model_name, rank=config.lora_rank, seed=config.seed
+    )
