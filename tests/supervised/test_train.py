@@ -102,6 +102,21 @@ def test_lr_schedules():
         lr_multiplier("step", 0, 10)
 
 
+def test_lr_warmup_ramps_then_follows_the_schedule():
+    ramp = [lr_multiplier("constant", s, 10, warmup_steps=4) for s in range(6)]
+    assert ramp == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert lr_multiplier("linear", 1, 10, warmup_steps=4) == pytest.approx(0.5 * 0.9)
+    with pytest.raises(ValueError, match="lr_warmup_steps=-1"):
+        lr_multiplier("constant", 0, 10, warmup_steps=-1)
+
+
+def test_warmup_reaches_the_optimizer(tmp_path):
+    run_recipe(tmp_path / "w", "max_steps=4", "eval_every=0", "lr_warmup_steps=4",
+               "lr_schedule=constant", "learning_rate=1e-3")  # fmt: skip
+    rates = [m["learning_rate"] for m in read_metrics(tmp_path / "w") if "learning_rate" in m]
+    assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+
+
 def test_load_checkpoint_path_starts_from_those_weights(tmp_path):
     first = run_recipe(tmp_path / "a", "max_steps=10", "eval_every=0")
     start_a = read_metrics(tmp_path / "a")[0]["train_mean_nll"]

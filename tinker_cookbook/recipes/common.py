@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TypeVar
 
 import chz
@@ -13,6 +14,12 @@ def default_log_path(recipe: str, model_name: str, **parts: object) -> str:
     """A path fixed by the command's settings, so the same command finds (and resumes) its run."""
     tag = "-".join(f"{k}{v}" for k, v in parts.items())
     return f"/tmp/tinker-examples/distillation/{recipe}/{model_name.replace('/', '_')}-{tag}"
+
+
+def settings_tag(*parts: object) -> str:
+    """A short stable name for a set of settings (their reprs hashed): a run folder named by it is
+    found again by the same settings and never reused by changed ones."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
 
 
 def config_from_cli(config_class: type[T], cli: object, **overrides: object) -> T:

@@ -49,6 +49,7 @@ class RLTrainingConfig:
     model_name: str
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"
+    lr_warmup_steps: int = 0
     lora_rank: int = 32
     seed: int = 0
     max_tokens: int = 512
@@ -215,7 +216,9 @@ async def _train_on(
         data += datums
     if not data:
         raise RuntimeError(f"step {step}: no trajectory had a sampled token to train on")
-    lr = config.learning_rate * lr_multiplier(config.lr_schedule, step, total)
+    lr = config.learning_rate * lr_multiplier(
+        config.lr_schedule, step, total, config.lr_warmup_steps
+    )
     fb = client.forward_backward(
         [as_loss_datum(d) for d in data], config.loss_fn, config.loss_fn_config
     )

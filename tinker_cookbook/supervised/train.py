@@ -29,6 +29,7 @@ class Config:
     load_optimizer_state: bool = False  # ...and that checkpoint's AdamW moments (a `state` save)
     learning_rate: float = 1e-4
     lr_schedule: str = "linear"  # constant | linear | cosine
+    lr_warmup_steps: int = 0
     num_epochs: int = 1
     max_steps: int | None = None
     lora_rank: int = 32
@@ -115,7 +116,9 @@ def _train_step(
         raise ValueError(
             f"batch {step % per_epoch} of the training data is empty (all rows skipped?)"
         )
-    lr = config.learning_rate * lr_multiplier(config.lr_schedule, step, total)
+    lr = config.learning_rate * lr_multiplier(
+        config.lr_schedule, step, total, config.lr_warmup_steps
+    )
     adam = types.AdamParams(
         learning_rate=lr,
         beta1=config.adam_beta1,

@@ -187,6 +187,17 @@ class AgentToolEnv(Env):
         return StepResult(reward, True, types.ModelInput.empty(), [], metrics)
 
 
+def tool_system_message(
+    tools: Sequence[Tool], system_prompt: str | None, tool_description: str | None = None
+) -> str:
+    """The system message of a tool-using episode: the tools' JSON schemas and calling
+    convention, or `tool_description` in their place (a few lines instead of hundreds of
+    tokens, for small models whose prompt would otherwise be mostly schema)."""
+    if tool_description is None:
+        return tools_system_prompt(tools, system_prompt)
+    return "\n\n".join(p for p in (system_prompt, tool_description) if p)
+
+
 def build_agent_tool_env(
     renderer: Renderer,
     tools: Sequence[Tool],
@@ -195,6 +206,7 @@ def build_agent_tool_env(
     max_turns: int = 10,
     max_trajectory_tokens: int = 32768,
     system_prompt: str | None = None,
+    tool_description: str | None = None,
     **message_env_options,
 ) -> AgentToolEnv:
     """A token-level Env: the tools are described in a system message ahead of
@@ -203,7 +215,8 @@ def build_agent_tool_env(
     base = system_prompt or next(
         (m["content"] for m in initial_messages if m["role"] == "system"), None
     )
-    system: Message = {"role": "system", "content": tools_system_prompt(tools, base)}
+    content = tool_system_message(tools, base, tool_description)
+    system: Message = {"role": "system", "content": content}
     message_env = AgentToolMessageEnv(
         tools, [system, *messages], reward_fn, max_turns, **message_env_options
     )

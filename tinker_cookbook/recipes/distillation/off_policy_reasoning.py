@@ -39,6 +39,7 @@ class CLIConfig(RunArgs):
     skip_bad_rows: bool = False
     learning_rate: float = 1e-3
     lr_schedule: str = "linear"
+    lr_warmup_steps: int = 0
     num_epochs: int = 1
     lora_rank: int = 128
     eval_every: int = 50

@@ -34,6 +34,7 @@ class CLIConfig(RunArgs):
     groups_per_batch: int = 64
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"
+    lr_warmup_steps: int = 0
     lora_rank: int = 128
     max_tokens: int = 4096
     temperature: float = 1.0

@@ -20,12 +20,23 @@ from tinker_cookbook.recipes.harbor_rl.harbor_tools import HarborBashTool, Harbo
 from tinker_cookbook.renderers import Renderer, get_recommended_renderer_name, get_renderer
 from tinker_cookbook.rl.types import Env, EnvGroupBuilder, RLDataset, RLDatasetBuilder
 from tinker_cookbook.sandbox import LocalSandbox, LocalSandboxConfig
-from tinker_cookbook.tool_use import RewardFn, build_agent_tool_env
+from tinker_cookbook.tool_use import RewardFn, Tool, build_agent_tool_env
+from tinker_cookbook.tool_use.agent_env import tool_system_message
 
 SYSTEM_PROMPT = (
     "You are an agent working in a Linux shell. Use the bash tool to inspect and change the "
     "environment until the task is done, then reply without a tool call."
 )
+
+
+def system_message(
+    system_prompt: str = SYSTEM_PROMPT,
+    tool_description: str | None = None,
+    tools: Sequence[Tool] | None = None,
+) -> str:
+    """What a Harbor episode's system message says (see `tool_system_message`)."""
+    tools = tools or [HarborBashTool(None).bash]  # the schema needs no sandbox
+    return tool_system_message(tools, system_prompt or None, tool_description)
 
 
 class HarborEnvGroupBuilder(EnvGroupBuilder):
@@ -41,6 +52,8 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
         sandbox_config: LocalSandboxConfig,
         reward_fn: RewardFn | None = None,
         bash_timeout: float = 60.0,
+        system_prompt: str = SYSTEM_PROMPT,
+        tool_description: str | None = None,
     ):
         self.task, self.renderer, self.group_size = task, renderer, group_size
         self.max_turns, self.max_trajectory_tokens = max_turns, max_trajectory_tokens
@@ -49,6 +62,7 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
             reward_fn,
             bash_timeout,
         )
+        self.system_prompt, self.tool_description = system_prompt, tool_description
         self.sandboxes: list[LocalSandbox] = []
 
     async def make_envs(self) -> Sequence[Env]:
@@ -69,14 +83,10 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
         reward = self.reward_fn if self.reward_fn is not None else HarborReward(self.task, sandbox)
         bash = HarborBashTool(sandbox, timeout=self.bash_timeout).bash
         return build_agent_tool_env(
-            self.renderer,
-            [bash],
-            [{"role": "user", "content": self.task.instruction}],
-            reward,
-            max_turns=self.max_turns,
-            max_trajectory_tokens=self.max_trajectory_tokens,
-            system_prompt=SYSTEM_PROMPT,
-        )
+            self.renderer, [bash], [{"role": "user", "content": self.task.instruction}], reward,
+            max_turns=self.max_turns, max_trajectory_tokens=self.max_trajectory_tokens,
+            system_prompt=self.system_prompt or None, tool_description=self.tool_description,
+        )  # fmt: skip
 
     async def cleanup(self) -> None:
         await asyncio.gather(*[s.cleanup() for s in self.sandboxes])
@@ -124,10 +134,22 @@ class HarborDatasetBuilder(RLDatasetBuilder):
     sandbox_memory_mb: int = 1024
     test_size: int = 0
     seed: int = 0
+    # What each episode's system message says ahead of the tools (default: SYSTEM_PROMPT)...
+    system_prompt: str | None = None
+    # ...and, when set, a short text describing the bash tool and how to call it, in place of
+    # its full JSON schema (hundreds of tokens: most of the prompt for a tiny model's study).
+    tool_description: str | None = None
 
     def renderer(self) -> Renderer:
         name = self.renderer_name or get_recommended_renderer_name(self.model_name_for_tokenizer)
         return get_renderer(name, get_tokenizer(self.model_name_for_tokenizer))
+
+    def resolved_system_prompt(self) -> str:
+        return SYSTEM_PROMPT if self.system_prompt is None else self.system_prompt
+
+    def system_message(self) -> str:
+        """The system message every episode of these datasets starts with."""
+        return system_message(self.resolved_system_prompt(), self.tool_description)
 
     def load(self) -> list[HarborTask]:
         tasks = load_tasks(resolve_tasks_dir(self.tasks_dir, self.dataset), self.task_filter)
@@ -143,7 +165,8 @@ class HarborDatasetBuilder(RLDatasetBuilder):
         def builder(task: HarborTask) -> HarborEnvGroupBuilder:
             return HarborEnvGroupBuilder(
                 task, renderer, self.group_size, self.max_turns, self.max_trajectory_tokens,
-                sandbox_config, reward_fn, self.bash_timeout,
+                sandbox_config, reward_fn, self.bash_timeout, self.resolved_system_prompt(),
+                self.tool_description,
             )  # fmt: skip
 
         test, train = tasks[: self.test_size], tasks[self.test_size :]

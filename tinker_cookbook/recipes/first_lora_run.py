@@ -1,6 +1,6 @@
 """A first local training run: LoRA-tune a built-in tiny model on a few chat answers.
 
-    python -m tinker_cookbook.recipes.quickstart [model_name=tiny-qwen3-1m] [steps=40] ...
+    python -m tinker_cookbook.recipes.first_lora_run [model_name=tiny-qwen3-1m] [steps=40] ...
 
 It talks to the backend only through the Tinker API, prints the loss falling step by step,
 then samples the tuned model's answer to each question.

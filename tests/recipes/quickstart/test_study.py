@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from tinker_cookbook.recipes.quickstart.study import (
+    StudentSettings,
+    Study,
+    StudyConfig,
+    TeacherSettings,
+    run_study,
+)
+
+
+def tiny_study(tmp_path, **kw) -> StudyConfig:
+    return StudyConfig(
+        out_dir=str(tmp_path / "study"),
+        teacher=TeacherSettings(train_problems=256, steps=40, batch_size=16, learning_rate=1e-2),
+        student=StudentSettings(
+            teacher_samples=12, sft_steps=6, sft_batch_size=4, extra_steps=2,
+            opd_groups_per_batch=4, opd_group_size=2, opd_prompts=24, curve_points=3,
+        ),
+        eval_problems=6, eval_samples=1, max_tokens=80, multi_teacher_steps=1,
+        notes_teacher_steps=2, multi_turn=False, **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("quickstart")
+    config = tiny_study(tmp_path)
+    return config, run_study(config), Study(config)
+
+
+def test_study_writes_the_table_and_plot(finished, capsys):
+    config, result, study = finished
+    table = (study.run_dir / "results.md").read_text()
+    for method in ("Teacher", "Off-policy SFT", "+ continued SFT", "+ on-policy distillation",
+                   "+ multi-teacher on-policy distillation"):  # fmt: skip
+        assert f"| {method}" in table
+    assert "| 6+2 " in table  # SFT steps + the extra steps both arms ran
+    assert (study.run_dir / "study.png").stat().st_size > 10_000
+    saved = json.loads((study.run_dir / "results.json").read_text())
+    assert set(saved["scores"]) >= {"base", "teacher", "sft", "continued_sft", "on_policy"}
+    assert 0.0 <= saved["scores"]["on_policy"]["pass@1"] <= 1.0
+    assert saved["scores"]["sft"]["teacher_kl"] > 0
+
+
+def test_curves_start_where_sft_ends(finished):
+    _, result, _ = finished
+    sft, opd, cont = (
+        result["curves"][k] for k in ("off-policy SFT", "on-policy distillation", "continued SFT")
+    )
+    assert [p[0] for p in sft] == [2, 4, 6]
+    assert opd[0] == sft[-1] == cont[0] and opd[-1][0] == cont[-1][0] == 8
+
+
+def test_held_out_questions_never_reach_training(finished):
+    _, _, study = finished
+    held = {q for q, _ in study.held_out()}
+    answers = [json.loads(line) for line in (study.run_dir / "teacher_answers.jsonl").open()]
+    prompts = [json.loads(line) for line in (study.data / "opd_prompts.jsonl").open()]
+    assert answers and prompts
+    assert held.isdisjoint(r["conversations"][0]["value"] for r in answers)
+    assert held.isdisjoint(r["question"] for r in prompts)
+
+
+def test_rerun_reuses_every_stage_and_evaluation(finished):
+    config, result, study = finished
+    evals_before = study.evals_path.read_text()
+    again = run_study(config)
+    assert study.evals_path.read_text() == evals_before
+    assert again["scores"] == result["scores"]
