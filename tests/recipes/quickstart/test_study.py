@@ -50,7 +50,7 @@ def test_curves_start_where_sft_ends(finished):
     sft, opd, cont = (
         result["curves"][k] for k in ("off-policy SFT", "on-policy distillation", "continued SFT")
     )
-    assert [p[0] for p in sft] == [2, 4, 6]
+    assert [p[0] for p in sft] == [0, 2, 4, 6]  # the base model, then SFT checkpoints
     assert opd[0] == sft[-1] == cont[0] and opd[-1][0] == cont[-1][0] == 8
 
 
@@ -70,3 +70,23 @@ def test_rerun_reuses_every_stage_and_evaluation(finished):
     again = run_study(config)
     assert study.evals_path.read_text() == evals_before
     assert again["scores"] == result["scores"]
+
+
+def test_spread_summarises_every_seed_of_the_same_settings(tmp_path):
+    from tinker_cookbook.recipes.quickstart.spread import collect, main
+
+    for seed, opd in ((0, 0.5), (1, 0.7)):
+        run = tmp_path / f"seed{seed}-abc"
+        run.mkdir()
+        scores = {
+            "sft": {"pass@1": 0.4},
+            "continued_sft": {"pass@1": 0.45},
+            "on_policy": {"pass@1": opd},
+        }
+        (run / "results.json").write_text(json.dumps({"scores": scores}))
+    assert collect(tmp_path)["abc"][1]["on_policy"] == 0.7
+    assert "| mean (range) | 40.0% (40.0-40.0) | 45.0% (45.0-45.0) | 60.0% (50.0-70.0) |" in main(
+        str(tmp_path)
+    )
+    with pytest.raises(FileNotFoundError, match="no finished study runs"):
+        main(str(tmp_path / "empty"))

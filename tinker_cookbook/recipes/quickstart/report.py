@@ -37,7 +37,7 @@ def plot_study(curves: dict[str, Curve], references: dict[str, float], path: str
             kl_ax.plot(*zip(*kls, strict=True), marker="o", label=label)
     for label, value in references.items():
         acc_ax.axhline(value, linestyle="--", linewidth=1, color="grey")
-        acc_ax.annotate(label, (0, value), textcoords="offset points", xytext=(2, 3), fontsize=8)
+        acc_ax.text(0.01, value + 0.01, label, transform=acc_ax.get_yaxis_transform(), fontsize=8)
     acc_ax.set(xlabel="training step", ylabel="held-out pass@1", ylim=(-0.02, 1.02))
     kl_ax.set(xlabel="training step", ylabel="teacher KL per sampled token (nats)")
     kl_ax.set_yscale("log")

@@ -293,7 +293,7 @@ class Study:
         return {"last": get_last_checkpoint(str(log_path)), "notes_teacher": notes_teacher}
 
     def notes_score(self, label: str, path: str | None) -> float:
-        key = f"notes|{label}|{path}"
+        key = f"notes|{label}|{path}|{self.config.max_tokens}"
         for line in self.evals_path.open() if self.evals_path.exists() else []:
             row = json.loads(line)
             if row["key"] == key:
@@ -303,7 +303,7 @@ class Study:
         items = [(note_request(n, g), house_note(n, g)) for n, g in note_pairs(held_out=True)]
         exact = asyncio.run(
             exact_match_rate(
-                self.sampler(base, path), self.get_renderer(), items, 4, 48, seed=c.seed
+                self.sampler(base, path), self.get_renderer(), items, 4, c.max_tokens, seed=c.seed
             )
         )
         with self.evals_path.open("a") as f:
@@ -322,13 +322,13 @@ class Study:
         return client.result() if hasattr(client, "result") else client
 
     def evaluate(self, label: str, base_model: str, path: str | None, teacher_path: str) -> dict:
-        """Cached by (label, path), so a rerun of the study redoes no evaluation."""
-        key = f"{label}|{path}"
+        """Cached by checkpoint and evaluation settings: a rerun of the study redoes none."""
+        c = self.config
+        key = f"{label}|{path}|{c.eval_problems}x{c.eval_samples}|{c.max_tokens}"
         for line in self.evals_path.open() if self.evals_path.exists() else []:
             row = json.loads(line)
             if row["key"] == key:
                 return row["metrics"]
-        c = self.config
         started = time.perf_counter()
         metrics = asyncio.run(
             evaluate_student(
@@ -378,6 +378,8 @@ def main_comparison(study: Study) -> dict:
             "opd", study.run_dir / "on_policy", teacher, s.sft_steps
         ),
     }
+    base = scores["base"]
+    curves["off-policy SFT"].insert(0, (0, base["pass@1"], base.get("teacher_kl")))
     for label, points in curves.items():
         if label != "off-policy SFT":
             points.insert(0, curves["off-policy SFT"][-1])
