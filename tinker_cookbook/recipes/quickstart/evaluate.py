@@ -27,11 +27,13 @@ async def evaluate_student(
 ) -> dict[str, float]:
     """`student`/`teacher` are sampling clients; `problems` are (question, answer) pairs.
     Returns pass@1 (mean over all samples), boxed rate, and teacher KL per sampled token."""
-    params = types.SamplingParams(
-        max_tokens=max_tokens, temperature=1.0, stop=renderer.get_stop_sequences(), seed=seed
-    )
     prompts = [renderer.build_generation_prompt(math_problem_messages(q)) for q, _ in problems]
-    results = await asyncio.gather(*[student.sample(p, n_samples, params) for p in prompts])
+    results = await asyncio.gather(
+        *[
+            student.sample(p, n_samples, seeded_params(max_tokens, renderer, seed, i))
+            for i, p in enumerate(prompts)
+        ]
+    )
     correct, boxed, kl_sum, kl_tokens = [], [], 0.0, 0
     scoring = []
     for (_, answer), prompt, result in zip(problems, prompts, results, strict=True):
@@ -59,6 +61,16 @@ async def evaluate_student(
     return metrics
 
 
+def seeded_params(max_tokens: int, renderer, seed: int, index: int) -> types.SamplingParams:
+    """Temperature-1 sampling with a seed of its own per request: one shared seed would give
+    every question the same random draws, so their errors would be correlated and an
+    evaluation's noise would not average out over questions."""
+    return types.SamplingParams(
+        max_tokens=max_tokens, temperature=1.0, stop=renderer.get_stop_sequences(),
+        seed=seed * 1_000_003 + index,
+    )  # fmt: skip
+
+
 def _append(prompt: types.ModelInput, tokens: list[int]) -> types.ModelInput:
     return types.ModelInput.from_ints(prompt.to_ints() + list(tokens))
 
@@ -68,11 +80,13 @@ async def exact_match_rate(
 ) -> float:
     """Share of sampled replies (temperature 1) equal to the expected text: for domains whose
     target is a style rather than an answer."""
-    params = types.SamplingParams(
-        max_tokens=max_tokens, temperature=1.0, stop=renderer.get_stop_sequences(), seed=seed
-    )
     prompts = [renderer.build_generation_prompt(math_problem_messages(q)) for q, _ in items]
-    results = await asyncio.gather(*[student.sample(p, n_samples, params) for p in prompts])
+    results = await asyncio.gather(
+        *[
+            student.sample(p, n_samples, seeded_params(max_tokens, renderer, seed, i))
+            for i, p in enumerate(prompts)
+        ]
+    )
     hits = [
         renderer.parse_response(list(seq.tokens))[0]["content"].strip() == expected
         for (_, expected), result in zip(items, results, strict=True)

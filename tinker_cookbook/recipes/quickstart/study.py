@@ -28,7 +28,11 @@ from tinker_cookbook.recipes.distillation import (
     on_policy_distillation,
     on_policy_multi_teacher,
 )
-from tinker_cookbook.recipes.quickstart.evaluate import evaluate_student, exact_match_rate
+from tinker_cookbook.recipes.quickstart.evaluate import (
+    evaluate_student,
+    exact_match_rate,
+    seeded_params,
+)
 from tinker_cookbook.recipes.quickstart.notes_world import (
     house_note,
     note_pairs,
@@ -113,7 +117,9 @@ class Study:
         self.data = self.root / "data"
         tag = settings_tag(config.model_name, config.world, config.teacher)
         self.teacher_dir = self.root / f"teacher-{tag}"
-        student_tag = settings_tag(tag, config.student_base, config.student, config.max_length)
+        student_tag = settings_tag(
+            tag, config.student_base, config.student, config.max_length, "per-request seeds"
+        )
         self.run_dir = self.root / f"seed{config.seed}-{student_tag}"
         self.service = make_service_client(config.backend, config.base_url)
         self.renderer = None
@@ -159,20 +165,18 @@ class Study:
         problems = make_problems(s.teacher_samples, 100 + c.seed, c.world)
         client = self.sampler(c.model_name, teacher_path)
         renderer = self.get_renderer()
-        params_seed = 1000 + c.seed
-        from tinker import types
-
-        params = types.SamplingParams(
-            max_tokens=c.max_tokens, temperature=1.0, stop=renderer.get_stop_sequences(),
-            seed=params_seed,
-        )  # fmt: skip
 
         async def sample_all():
             prompts = [
                 renderer.build_generation_prompt([{"role": "user", "content": p.question}])
                 for p in problems
             ]
-            return await asyncio.gather(*[client.sample(p, 1, params) for p in prompts])
+            return await asyncio.gather(
+                *[
+                    client.sample(p, 1, seeded_params(c.max_tokens, renderer, 1000 + c.seed, i))
+                    for i, p in enumerate(prompts)
+                ]
+            )
 
         rows = []
         for problem, result in zip(problems, asyncio.run(sample_all()), strict=True):
