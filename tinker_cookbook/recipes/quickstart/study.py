@@ -297,22 +297,16 @@ class Study:
         return {"last": get_last_checkpoint(str(log_path)), "notes_teacher": notes_teacher}
 
     def notes_score(self, label: str, path: str | None) -> float:
-        key = f"notes|{label}|{path}|{self.config.max_tokens}"
-        for line in self.evals_path.open() if self.evals_path.exists() else []:
-            row = json.loads(line)
-            if row["key"] == key:
-                return row["metrics"]["exact"]
         c = self.config
         base = c.student_base if label != "notes_teacher" else c.model_name
         items = [(note_request(n, g), house_note(n, g)) for n, g in note_pairs(held_out=True)]
-        exact = asyncio.run(
-            exact_match_rate(
-                self.sampler(base, path), self.get_renderer(), items, 4, c.max_tokens, seed=c.seed
-            )
-        )
-        with self.evals_path.open("a") as f:
-            f.write(json.dumps({"key": key, "label": label, "metrics": {"exact": exact}}) + "\n")
-        return exact
+
+        def compute() -> dict:
+            client = self.sampler(base, path)
+            rate = exact_match_rate(client, self.get_renderer(), items, 4, c.max_tokens, c.seed)
+            return {"exact": asyncio.run(rate)}
+
+        return self.cached(f"notes|{label}|{path}|{c.max_tokens}", label, compute)["exact"]
 
     # ---- evaluation -------------------------------------------------------------------
     def get_renderer(self):
@@ -325,31 +319,41 @@ class Study:
         client = self.service.create_sampling_client(base_model=base_model, model_path=path)
         return client.result() if hasattr(client, "result") else client
 
-    def evaluate(self, label: str, base_model: str, path: str | None, teacher_path: str) -> dict:
-        """Cached by checkpoint and evaluation settings: a rerun of the study redoes none."""
-        c = self.config
-        key = f"{label}|{path}|{c.eval_problems}x{c.eval_samples}|{c.max_tokens}"
-        for line in self.evals_path.open() if self.evals_path.exists() else []:
-            row = json.loads(line)
-            if row["key"] == key:
-                return row["metrics"]
+    def cached(self, key: str, label: str, compute) -> dict:
+        """`compute()`'s metrics, stored in `evals.jsonl` under `key` (checkpoint + evaluation
+        settings), so a rerun of the study redoes no evaluation."""
+        if self.evals_path.exists():
+            for line in self.evals_path.open():
+                row = json.loads(line)
+                if row["key"] == key:
+                    return row["metrics"]
         started = time.perf_counter()
-        metrics = asyncio.run(
-            evaluate_student(
-                self.sampler(base_model, path),
-                self.sampler(c.model_name, teacher_path),
-                self.get_renderer(),
-                self.held_out(),
-                c.eval_samples,
-                c.max_tokens,
-                seed=c.seed,
-            )  # fmt: skip
-        )
+        metrics = compute()
         metrics["seconds"] = time.perf_counter() - started
         self.evals_path.parent.mkdir(parents=True, exist_ok=True)
         with self.evals_path.open("a") as f:
             f.write(json.dumps({"key": key, "label": label, "metrics": metrics}) + "\n")
         return metrics
+
+    def evaluate(self, label: str, base_model: str, path: str | None, teacher_path: str) -> dict:
+        """Held-out pass@1 and teacher KL of one checkpoint (cached)."""
+        c = self.config
+
+        def compute() -> dict:
+            return asyncio.run(
+                evaluate_student(
+                    self.sampler(base_model, path),
+                    self.sampler(c.model_name, teacher_path),
+                    self.get_renderer(),
+                    self.held_out(),
+                    c.eval_samples,
+                    c.max_tokens,
+                    seed=c.seed,
+                )  # fmt: skip
+            )
+
+        key = f"{label}|{path}|{c.eval_problems}x{c.eval_samples}|{c.max_tokens}"
+        return self.cached(key, label, compute)
 
     def curve(self, label: str, log_path: Path, teacher_path: str, step_offset: int) -> list:
         """(step, pass@1, teacher_kl) for every checkpoint a run saved, in step order."""
