@@ -35,6 +35,10 @@ class CLIConfig(RunArgs):
     lora_rank: int = 32
     temperature: float = 1.0
     save_every: int = 10
+    # The episodes' system message (default: the Harbor agent prompt) and, when set, a short
+    # description of the bash tool in place of its JSON schema (see HarborDatasetBuilder).
+    system_prompt: str | None = None
+    tool_description: str | None = None
 
 
 def harbor_builder(

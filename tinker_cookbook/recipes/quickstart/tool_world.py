@@ -369,15 +369,6 @@ def evaluate_tool_reward(
 
 
 @chz.chz
-class PromptedCLIConfig(multi_turn.CLIConfig):
-    """The multi-turn distillation recipe's CLI with the Harbor builder's prompt fields, which
-    `config_from_cli` copies into its HarborDatasetBuilder by name."""
-
-    system_prompt: str | None = None
-    tool_description: str | None = None
-
-
-@chz.chz
 class MultiTurnStage:
     """The multi-turn tool-use stage of the quick-start study: a teacher learns the tool-using
     episodes by SFT; the student gets a shorter SFT warm-up on the same transcripts (the usual
@@ -478,7 +469,7 @@ def _run_stage(config: MultiTurnStage) -> dict[str, Any]:
     evaluate("teacher", config.teacher.model_name, teacher["sampler_path"])
 
     student_log = out / f"distilled-{settings_tag(config, data_tag)}"
-    cli = PromptedCLIConfig(
+    cli = multi_turn.CLIConfig(
         log_path=str(student_log),
         model_name=config.student_model,
         load_checkpoint_path=student_start["state_path"] if student_start else None,
