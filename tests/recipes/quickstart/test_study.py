@@ -7,6 +7,7 @@ from tinker_cookbook.recipes.quickstart.study import (
     Study,
     StudyConfig,
     TeacherSettings,
+    check_unfinished,
     run_study,
 )
 
@@ -90,3 +91,12 @@ def test_spread_summarises_every_seed_of_the_same_settings(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="no finished study runs"):
         main(str(tmp_path / "empty"))
+
+
+def test_cut_off_teacher_answers_are_reported_and_too_many_stop_the_study(caplog):
+    check_unfinished(0, 100, 80)
+    assert not caplog.records
+    check_unfinished(5, 100, 80)
+    assert "5 of 100 teacher answers did not finish within max_tokens=80" in caplog.text
+    with pytest.raises(ValueError, match="59 of 100 .* max_tokens=64.*raise max_tokens"):
+        check_unfinished(59, 100, 64)

@@ -118,7 +118,12 @@ class Study:
         tag = settings_tag(config.model_name, config.world, config.teacher)
         self.teacher_dir = self.root / f"teacher-{tag}"
         student_tag = settings_tag(
-            tag, config.student_base, config.student, config.max_length, "per-request seeds"
+            tag,
+            config.student_base,
+            config.student,
+            config.max_length,
+            config.max_tokens,
+            "per-request seeds",
         )
         self.run_dir = self.root / f"seed{config.seed}-{student_tag}"
         self.service = make_service_client(config.backend, config.base_url)
@@ -183,6 +188,7 @@ class Study:
             message, complete = renderer.parse_response(list(result.sequences[0].tokens))
             if complete:
                 rows.append(solution_row(problem, message["content"]))
+        check_unfinished(len(problems) - len(rows), len(problems), c.max_tokens)
         write_jsonl(path, rows)
         return path
 
@@ -364,6 +370,20 @@ class Study:
             m = self.evaluate(label, self.config.student_base, path, teacher_path)
             points.append((step_offset + record["step"], m["pass@1"], m.get("teacher_kl")))
         return sorted(points)
+
+
+def check_unfinished(unfinished: int, total: int, max_tokens: int) -> None:
+    """Teacher answers cut off by `max_tokens` are left out of the SFT data; say so, and stop
+    when so many are cut that the student would learn from a skewed sample (e.g. no carries)."""
+    if not unfinished:
+        return
+    message = (
+        f"{unfinished} of {total} teacher answers did not finish within max_tokens={max_tokens} "
+        "and were left out of the off-policy dataset"
+    )
+    if unfinished > total // 4:
+        raise ValueError(message + "; raise max_tokens (the worked solutions need more tokens)")
+    logger.warning(message)
 
 
 def main_comparison(study: Study) -> dict:
