@@ -80,14 +80,18 @@ def test_spread_summarises_every_seed_of_the_same_settings(tmp_path):
         run = tmp_path / f"seed{seed}-abc"
         run.mkdir()
         scores = {
+            "teacher": {"pass@1": 0.9},
             "sft": {"pass@1": 0.4},
             "continued_sft": {"pass@1": 0.45},
             "on_policy": {"pass@1": opd},
         }
         (run / "results.json").write_text(json.dumps({"scores": scores}))
     assert collect(tmp_path)["abc"][1]["on_policy"] == 0.7
-    assert "| mean (range) | 40.0% (40.0-40.0) | 45.0% (45.0-45.0) | 60.0% (50.0-70.0) |" in main(
-        str(tmp_path)
+    table = main(str(tmp_path))
+    assert "| 1 | 90.0% | 40.0% | 45.0% | 70.0% | 60% |" in table  # (70-40)/(90-40)
+    assert (
+        "| mean (range) | 90.0% (90.0-90.0) | 40.0% (40.0-40.0) | 45.0% (45.0-45.0) "
+        "| 60.0% (50.0-70.0) | 40% |" in table
     )
     with pytest.raises(FileNotFoundError, match="no finished study runs"):
         main(str(tmp_path / "empty"))

@@ -4,7 +4,8 @@
     python -m tinker_cookbook.recipes.quickstart.spread [out_dir=/tmp/tinker-examples/quickstart]
 
 Runs are grouped by their settings (the folder name after `seed<N>-`), so runs with different
-settings are never mixed.
+settings are never mixed. The last column is the share of the SFT student's gap to the teacher
+that on-policy distillation closed: (on_policy - sft) / (teacher - sft).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import chz
 
-ARMS = ("sft", "continued_sft", "on_policy")
+ARMS = ("teacher", "sft", "continued_sft", "on_policy")
 
 
 def collect(out_dir: str | Path) -> dict[str, dict[int, dict[str, float]]]:
@@ -31,19 +32,29 @@ def collect(out_dir: str | Path) -> dict[str, dict[int, dict[str, float]]]:
     return dict(found)
 
 
+def gap_closed(scores: dict[str, float]) -> float | None:
+    gap = scores["teacher"] - scores["sft"]
+    return (scores["on_policy"] - scores["sft"]) / gap if gap > 0 else None
+
+
 def spread_table(runs: dict[int, dict[str, float]]) -> str:
-    lines = ["| seed | " + " | ".join(ARMS) + " |", "|---" * (len(ARMS) + 1) + "|"]
+    header = "| seed | " + " | ".join(ARMS) + " | gap closed |"
+    lines = [header, "|---" * (len(ARMS) + 2) + "|"]
     for seed in sorted(runs):
-        lines.append(
-            f"| {seed} | " + " | ".join(f"{100 * runs[seed][a]:.1f}%" for a in ARMS) + " |"
-        )
+        cells = [f"{100 * runs[seed][a]:.1f}%" for a in ARMS] + [percent(gap_closed(runs[seed]))]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     stats = []
     for arm in ARMS:
         values = [100 * runs[s][arm] for s in runs]
         mean = sum(values) / len(values)
         stats.append(f"{mean:.1f}% ({min(values):.1f}-{max(values):.1f})")
-    lines.append("| mean (range) | " + " | ".join(stats) + " |")
+    means = {a: sum(runs[s][a] for s in runs) / len(runs) for a in ARMS}
+    lines.append("| mean (range) | " + " | ".join(stats) + f" | {percent(gap_closed(means))} |")
     return "\n".join(lines)
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def main(out_dir: str = "/tmp/tinker-examples/quickstart") -> str:

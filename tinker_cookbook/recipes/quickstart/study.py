@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 @chz.chz
 class TeacherSettings:
     train_problems: int = 20000
-    steps: int = 600
+    steps: int = 500
     batch_size: int = 64
     learning_rate: float = 4e-3
     lora_rank: int = 32
@@ -67,7 +67,7 @@ class TeacherSettings:
 class StudentSettings:
     # The fixed off-policy dataset: one teacher answer to each of this many questions.
     teacher_samples: int = 2048
-    sft_steps: int = 400
+    sft_steps: int = 800
     sft_batch_size: int = 32
     sft_learning_rate: float = 3e-3
     extra_steps: int | None = None  # both arms after SFT; default a tenth of sft_steps
@@ -77,7 +77,7 @@ class StudentSettings:
     cont_learning_rate: float | None = None  # continued SFT; default the OPD rate (a fair arm)
     opd_prompts: int = 5000
     lora_rank: int = 32
-    curve_points: int = 5  # evaluated checkpoints along SFT (fewer along the arms)
+    curve_points: int = 4  # evaluated checkpoints along SFT (fewer along the arms)
 
     @property
     def arm_steps(self) -> int:
@@ -97,8 +97,8 @@ class StudyConfig:
     multi_turn: bool = True  # the Harbor tool-use stage (tool_world.MultiTurnStage defaults)
     notes_teacher_steps: int = 150
     eval_problems: int = 200
-    eval_samples: int = 2
-    max_tokens: int = 96
+    eval_samples: int = 3
+    max_tokens: int = 80
     max_length: int = 256
     backend: str = "auto"
     base_url: str | None = None
@@ -208,7 +208,7 @@ class Study:
             steps=s.arm_steps, batch_size=s.sft_batch_size,
             learning_rate=s.cont_learning_rate or s.opd_learning_rate, lora_rank=s.lora_rank,
             lr_schedule="constant", seed=self.config.seed + 1,
-            save_every=max(s.arm_steps // 3, 1), load_checkpoint_path=sft_state,
+            save_every=max(s.arm_steps // 2, 1), load_checkpoint_path=sft_state,
         )  # fmt: skip
 
     def distill_on_policy(self, teacher_path: str, sft_state: str) -> dict:
@@ -228,7 +228,7 @@ class Study:
                 lora_rank=s.lora_rank,
                 max_tokens=c.max_tokens,
                 max_steps=s.arm_steps,
-                save_every=max(s.arm_steps // 3, 1),
+                save_every=max(s.arm_steps // 2, 1),
                 **self.branch_args(log_path, sft_state),
             )
         )

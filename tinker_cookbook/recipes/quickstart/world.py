@@ -3,8 +3,8 @@
 A worked solution adds the numbers column by column from the right and keeps the answer built so
 far in brackets, so every step is a short local computation and the last bracket is the answer:
 
-    Question: Add 6305 and 3471.
-    Solution: 5+1=6 [6] 0+7=7 [76] 3+4=7 [776] 6+3=9 [9776] so \\boxed{9776}
+    Question: Add 305 and 471.
+    Solution: 5+1=6 [6] 0+7=7 [76] 3+4=7 [776] so \\boxed{776}
 
 Problems split into train and held-out by a hash of the two numbers, so no held-out problem is
 ever seen in training whatever the seeds and sizes. Files use the public datasets' schemas
@@ -34,7 +34,7 @@ class ArithmeticWorld:
     """The problem distribution. `digits` sets the difficulty (solution length grows with it);
     one problem in `held_out_share` is reserved for held-out splits."""
 
-    digits: int = 4
+    digits: int = 3
     held_out_share: int = 10
 
 
