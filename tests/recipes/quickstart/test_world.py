@@ -50,7 +50,9 @@ def test_splits_are_deterministic_and_disjoint():
     assert {(p.a, p.b) for p in train}.isdisjoint({(p.a, p.b) for p in held})
     assert all(is_held_out(p.a, p.b, WORLD) for p in held)
     assert len({(p.a, p.b) for p in train}) == 500
-    assert all(1000 <= p.a <= 9999 and 1000 <= p.b <= 9999 for p in train)
+    low, high = 10 ** (WORLD.digits - 1), 10**WORLD.digits - 1
+    assert all(low <= p.a <= high and low <= p.b <= high for p in train)
+    assert {len(str(p.a)) for p in make_problems(50, 3, ArithmeticWorld(digits=5))} == {5}
 
 
 def test_files_load_through_the_public_dataset_builders(tmp_path):
