@@ -74,7 +74,7 @@ def test_rerun_reuses_every_stage_and_evaluation(finished):
 
 
 def test_spread_summarises_every_seed_of_the_same_settings(tmp_path):
-    from tinker_cookbook.recipes.quickstart.spread import collect, main
+    from tinker_cookbook.recipes.quickstart.spread import collect, main, percent
 
     for seed, opd in ((0, 0.5), (1, 0.7)):
         run = tmp_path / f"seed{seed}-abc"
@@ -93,6 +93,7 @@ def test_spread_summarises_every_seed_of_the_same_settings(tmp_path):
         "| mean (range) | 90.0% (90.0-90.0) | 40.0% (40.0-40.0) | 45.0% (45.0-45.0) "
         "| 60.0% (50.0-70.0) | 40% |" in table
     )
+    assert (percent(1.3), percent(None)) == (">100%", "-")
     with pytest.raises(FileNotFoundError, match="no finished study runs"):
         main(str(tmp_path / "empty"))
 

@@ -54,7 +54,10 @@ def spread_table(runs: dict[int, dict[str, float]]) -> str:
 
 
 def percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
+    """A share of the gap; beyond 100% means on-policy ended above the teacher."""
+    if value is None:
+        return "-"
+    return ">100%" if value > 1 else f"{100 * value:.0f}%"
 
 
 def main(out_dir: str = "/tmp/tinker-examples/quickstart") -> str:
