@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future as ConcurrentFuture
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from tinker import APIFuture
 
 T = TypeVar("T")
 
 
-class LocalFuture(APIFuture[T], Generic[T]):
+class LocalFuture[T](APIFuture[T]):
     """An `APIFuture` usable as `await f`, `f.result()` and `await f.result_async()`.
 
     The work runs on the engine thread, so blocking on `result()` from inside an event loop
@@ -42,7 +42,7 @@ class LocalFuture(APIFuture[T], Generic[T]):
         return cls(cf)
 
 
-class ClientFuture(LocalFuture[T], Generic[T]):
+class ClientFuture[T](LocalFuture[T]):
     """A future of a client that may also be used directly as the client (SDK back-compat)."""
 
     def __getattr__(self, name: str) -> Any:

@@ -22,7 +22,7 @@ def settings_tag(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
 
 
-def config_from_cli(config_class: type[T], cli: object, **overrides: object) -> T:
+def config_from_cli[T](config_class: type[T], cli: object, **overrides: object) -> T:
     """`config_class` with every field the CLI config also has (same name) copied over, then
     `overrides`: recipes only spell out what differs from their command line."""
     shared = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from tinker import types
 from tinker_cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
 from tinker_cookbook.plot import write_run_plots
 from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data
+from tinker_cookbook.rl.evaluation import RLTestSetEvaluator
 from tinker_cookbook.rl.metrics import trajectory_group_metrics
 from tinker_cookbook.rl.rollouts import SamplingClientCompleter, do_group_rollouts
 from tinker_cookbook.rl.types import (
@@ -90,6 +92,8 @@ class BatchSource:
     name: str
     dataset: RLDataset
     post_process: PostProcess | None = None
+    # Held-out groups, rolled out every `eval_every` steps as `test/env/...` metrics.
+    test_dataset: RLDataset | None = None
 
 
 @dataclass
@@ -121,7 +125,11 @@ async def run_rl(
     if is_finished(last):
         return last
     sources = await make_sources(service)
-    evaluators = [b() for b in config.evaluator_builders]
+    evaluators = [b() for b in config.evaluator_builders] + [
+        RLTestSetEvaluator(s.test_dataset, config.max_tokens, config.temperature, config.seed)
+        for s in sources
+        if s.test_dataset is not None
+    ]
     total = total_steps_of(config, sources)
     start = last["step"] if last else 0
     client = await training_client_future(config, service, last)
@@ -187,11 +195,40 @@ async def _rollouts(
         raise RuntimeError(
             f"every environment group of step {step} failed; first error: {errors[0]}"
         )
+    groups = drop_ungraded_groups(flat, groups, errors, step)
     per_source, i = [], 0
     for batch in batches:
         per_source.append(groups[i : i + len(batch)])
         i += len(batch)
     return Rollouts(batches, per_source, errors, time.perf_counter() - start)
+
+
+class GradingFailure(RuntimeError):
+    """Most groups of a step could not be graded: training on them would learn from zeros."""
+
+
+def drop_ungraded_groups(
+    builders: Sequence[EnvGroupBuilder], groups: list, errors: list[str], step: int
+) -> list:
+    """Groups whose grader produced no reward are dropped (and counted in `errors`); when they
+    are most of the step's groups, the run stops naming the tasks and the first error."""
+    failing = [(b, b.grading_errors()) for b in builders]
+    failing = [(b, e) for b, e in failing if e]
+    if not failing:
+        return groups
+    named = [re.match(r"task '([^']+)'", e[0]) for _, e in failing]
+    names = sorted({m.group(1) if m else "?" for m in named})
+    first = failing[0][1][0]
+    if 2 * len(failing) > len(builders):
+        raise GradingFailure(
+            f"step {step}: graders of {len(failing)} of {len(builders)} groups produced no "
+            f"reward (tasks: {', '.join(names[:10])}); first error: {first}"
+        )
+    print(f"step {step}: dropped {len(failing)} group(s) whose grader produced no reward "
+          f"(tasks: {', '.join(names[:10])}); first error: {first}")  # fmt: skip
+    dropped = {id(b) for b, _ in failing}
+    errors.extend(f"grading error: {e[0]}" for _, e in failing)
+    return [None if id(b) in dropped else g for b, g in zip(builders, groups, strict=True)]
 
 
 async def _train_on(
@@ -232,6 +269,7 @@ async def _train_on(
             "optim/num_datums": len(data),
             "optim/num_sampled_tokens": sampled,
             "env/failed_groups": len(rollouts.errors),
+            "env/grading_error": sum(e.startswith("grading error") for e in rollouts.errors),
             "data/dropped_empty_trajectories": dropped_total,
             "progress/step": step,
             "progress/fraction": (step + 1) / total,
@@ -297,7 +335,7 @@ def loss_inputs_only(
 
 async def main(config: Config) -> dict:
     async def sources(service) -> list[BatchSource]:
-        train, _ = await config.dataset_builder()
-        return [BatchSource("train", train)]
+        train, test = await config.dataset_builder()
+        return [BatchSource("train", train, test_dataset=test)]
 
     return await run_rl(config, sources)

@@ -98,6 +98,11 @@ class EnvGroupBuilder(ABC):
         """Names metrics are also grouped under (e.g. the dataset's name)."""
         return []
 
+    def grading_errors(self) -> list[str]:
+        """Why graders of this group's episodes produced no reward (empty: all graded). The
+        training loop drops such groups rather than train on rewards nobody computed."""
+        return []
+
 
 class RLDataset(ABC):
     @abstractmethod

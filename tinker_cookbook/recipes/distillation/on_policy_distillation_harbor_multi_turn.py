@@ -47,7 +47,7 @@ def build_config(cli: CLIConfig) -> train_on_policy.Config:
         name="harbor",
     )
     return config_from_cli(
-        train_on_policy.Config, cli, log_path=log_path, dataset_configs=[dataset], eval_every=0
+        train_on_policy.Config, cli, log_path=log_path, dataset_configs=[dataset]
     )
 
 

@@ -1,25 +1,36 @@
-"""Harbor tasks as RL environments: one sandbox per episode, a bash tool, the task's grading
-(or any other reward function) at the end."""
+"""Harbor tasks as RL environments: one environment per episode (any Harbor environment type,
+the `local` sandbox, or a `SandboxFactory`), a bash tool, and the task's grading by Harbor's
+verifier (or any other reward function) at the end."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import chz
 
 from tinker_cookbook.local.models import get_tokenizer
+from tinker_cookbook.recipes.harbor_rl.environments import (
+    SandboxFactory,
+    TaskEnvironment,
+    resolve_environment,
+    start_environment,
+)
 from tinker_cookbook.recipes.harbor_rl.harbor_tasks import (
     HarborTask,
+    HarborTaskError,
     load_tasks,
-    prepare_sandbox,
     resolve_tasks_dir,
 )
-from tinker_cookbook.recipes.harbor_rl.harbor_tools import HarborBashTool, HarborReward
+from tinker_cookbook.recipes.harbor_rl.harbor_tools import (
+    HarborBashTool,
+    HarborFileTools,
+    HarborReward,
+)
 from tinker_cookbook.renderers import Renderer, get_recommended_renderer_name, get_renderer
 from tinker_cookbook.rl.types import Env, EnvGroupBuilder, RLDataset, RLDatasetBuilder
-from tinker_cookbook.sandbox import LocalSandbox, LocalSandboxConfig
 from tinker_cookbook.tool_use import RewardFn, Tool, build_agent_tool_env
 from tinker_cookbook.tool_use.agent_env import tool_system_message
 
@@ -39,99 +50,141 @@ def system_message(
     return tool_system_message(tools, system_prompt or None, tool_description)
 
 
-class HarborEnvGroupBuilder(EnvGroupBuilder):
-    """`group_size` episodes of one task, each in a freshly built sandbox."""
+class EpisodeOptions:
+    """How each episode runs: where its environment comes from and what the agent gets."""
 
-    def __init__(
-        self,
-        task: HarborTask,
-        renderer: Renderer,
-        group_size: int,
-        max_turns: int,
-        max_trajectory_tokens: int,
-        sandbox_config: LocalSandboxConfig,
-        reward_fn: RewardFn | None = None,
-        bash_timeout: float = 60.0,
-        system_prompt: str = SYSTEM_PROMPT,
-        tool_description: str | None = None,
-    ):
-        self.task, self.renderer, self.group_size = task, renderer, group_size
+    def __init__(self, environment: str = "local", environment_kwargs: dict[str, Any] | None = None,
+                 sandbox_factory: SandboxFactory | None = None, sandbox_timeout: int = 3600,
+                 command_timeout: float = 120.0, grader_timeout: float | None = None,
+                 max_turns: int = 10, max_trajectory_tokens: int = 32768,
+                 system_prompt: str = SYSTEM_PROMPT, tool_description: str | None = None,
+                 enable_file_tools: bool = False, concurrency: asyncio.Semaphore | None = None):  # fmt: skip
+        self.environment, self.environment_kwargs = environment, environment_kwargs or {}
+        self.sandbox_factory, self.sandbox_timeout = sandbox_factory, sandbox_timeout
+        self.command_timeout, self.grader_timeout = command_timeout, grader_timeout
         self.max_turns, self.max_trajectory_tokens = max_turns, max_trajectory_tokens
-        self.sandbox_config, self.reward_fn, self.bash_timeout = (
-            sandbox_config,
-            reward_fn,
-            bash_timeout,
-        )
         self.system_prompt, self.tool_description = system_prompt, tool_description
-        self.sandboxes: list[LocalSandbox] = []
+        self.enable_file_tools = enable_file_tools
+        self.concurrency = concurrency or asyncio.Semaphore(64)
+
+
+class HarborEnvGroupBuilder(EnvGroupBuilder):
+    """`group_size` episodes of one task, each in a fresh environment (the task's image is
+    built once and reused); every environment is removed in `cleanup`, whatever happened."""
+
+    def __init__(self, task: HarborTask, renderer: Renderer, group_size: int,
+                 options: EpisodeOptions, reward_fn: RewardFn | None = None):  # fmt: skip
+        self.task, self.renderer, self.group_size = task, renderer, group_size
+        self.options, self.reward_fn = options, reward_fn
+        self.environments: list[TaskEnvironment] = []
+        self._held = 0  # concurrency permits held by this group
+        self._errors: list[str] = []
+        self._announced: set[str] = set()
 
     async def make_envs(self) -> Sequence[Env]:
-        async def build() -> LocalSandbox:
-            sandbox = await prepare_sandbox(self.task, self.sandbox_config)
-            self.sandboxes.append(sandbox)  # recorded at once: cleanup() finds it even if a
-            return sandbox  # sibling's build fails or the rollout is cancelled
-
         results = await asyncio.gather(
-            *[build() for _ in range(self.group_size)], return_exceptions=True
+            *[self._start() for _ in range(self.group_size)], return_exceptions=True
         )
         errors = [e for e in results if isinstance(e, BaseException)]
         if errors:
             raise errors[0]
-        return [self._env(sandbox) for sandbox in results]
+        return [self._env(environment) for environment in results]  # type: ignore[arg-type]
 
-    def _env(self, sandbox: LocalSandbox) -> Env:
-        reward = self.reward_fn if self.reward_fn is not None else HarborReward(self.task, sandbox)
-        bash = HarborBashTool(sandbox, timeout=self.bash_timeout).bash
+    async def _start(self) -> TaskEnvironment:
+        o = self.options
+        await o.concurrency.acquire()
+        self._held += 1  # recorded at once: cleanup releases it even if the start fails
+        environment = await start_environment(
+            self.task, o.environment, o.environment_kwargs, o.sandbox_factory, o.sandbox_timeout
+        )
+        self.environments.append(environment)
+        return environment
+
+    def _env(self, environment: TaskEnvironment) -> Env:
+        o = self.options
+        tools = [HarborBashTool(environment.sandbox, o.command_timeout).bash]
+        if o.enable_file_tools:
+            tools += HarborFileTools(environment.sandbox, o.command_timeout).tools()
+        reward = self.reward_fn or HarborReward(
+            environment,
+            o.grader_timeout,
+            on_error=self._errors.append,
+            on_reward_keys=self._announce,
+        )
         return build_agent_tool_env(
-            self.renderer, [bash], [{"role": "user", "content": self.task.instruction}], reward,
-            max_turns=self.max_turns, max_trajectory_tokens=self.max_trajectory_tokens,
-            system_prompt=self.system_prompt or None, tool_description=self.tool_description,
+            self.renderer, tools, [{"role": "user", "content": self.task.instruction}], reward,
+            max_turns=o.max_turns, max_trajectory_tokens=o.max_trajectory_tokens,
+            system_prompt=o.system_prompt or None, tool_description=o.tool_description,
         )  # fmt: skip
 
+    def _announce(self, message: str) -> None:
+        if message not in self._announced:
+            self._announced.add(message)
+            print(message)
+
+    def grading_errors(self) -> list[str]:
+        return list(self._errors)
+
     async def cleanup(self) -> None:
-        await asyncio.gather(*[s.cleanup() for s in self.sandboxes])
-        self.sandboxes = []
+        environments, self.environments = self.environments, []
+        try:
+            await asyncio.gather(*[e.stop() for e in environments])
+        finally:
+            for _ in range(self._held):
+                self.options.concurrency.release()
+            self._held = 0
 
     def logging_tags(self) -> list[str]:
         return ["harbor"]
 
 
 class HarborDataset(RLDataset):
-    def __init__(
-        self,
-        tasks: list[HarborTask],
-        groups_per_batch: int,
-        make_builder: Callable[[HarborTask], HarborEnvGroupBuilder],
-    ):
-        self.tasks, self.groups_per_batch, self.make_builder = tasks, groups_per_batch, make_builder
+    def __init__(self, tasks: list[HarborTask], batch_size: int,
+                 make_builder: Callable[[HarborTask], HarborEnvGroupBuilder]):  # fmt: skip
+        self.tasks, self.batch_size, self.make_builder = tasks, batch_size, make_builder
 
     def __len__(self) -> int:
-        return max(len(self.tasks) // self.groups_per_batch, 1)
+        return max(len(self.tasks) // self.batch_size, 1)
 
     def get_batch(self, index: int) -> list[HarborEnvGroupBuilder]:
-        start = index * self.groups_per_batch
+        start = index * self.batch_size
         return [
             self.make_builder(self.tasks[(start + i) % len(self.tasks)])
-            for i in range(self.groups_per_batch)
+            for i in range(self.batch_size)
         ]
 
 
 @chz.chz
 class HarborDatasetBuilder(RLDatasetBuilder):
-    """Harbor tasks from `tasks_dir`, a downloaded `dataset` (e.g. terminal-bench@2.0), or the
-    bundled pack; graded by each task's own tests (HarborReward)."""
+    """Harbor tasks as RL groups, with the Tinker cookbook's fields (`tasks`, `batch_size`,
+    `group_size`, `model_name`, `sandbox_factory`, `reward_fn`, timeouts). Tasks come from
+    `tasks`, else `tasks_dir` (flat or nested), else a downloaded `dataset` (e.g.
+    terminal-bench@2.0), else the bundled pack; graded by Harbor's verifier (HarborReward)."""
 
-    model_name_for_tokenizer: str
+    model_name: str
+    tasks: list[HarborTask] | None = None
+    batch_size: int = 8  # groups (tasks) per batch
+    group_size: int = 4
     tasks_dir: str | None = None
     dataset: str | None = None
-    task_filter: str | None = None  # keep tasks whose name contains this
+    task_name: str | None = None  # only the task of this name
+    task_filter: str | None = None  # only tasks whose name contains this
+    strict: bool = False  # a task that cannot be loaded is an error instead of a skipped line
     renderer_name: str | None = None
-    group_size: int = 4
-    groups_per_batch: int = 8
     max_turns: int = 10
-    max_trajectory_tokens: int = 24576
-    bash_timeout: float = 60.0
-    sandbox_memory_mb: int = 1024
+    max_trajectory_tokens: int = 32 * 1024
+    # Where episodes run: auto (docker, else podman), local (the engine-free sandbox), any
+    # environment type Harbor knows (docker, podman, modal, daytona, e2b, ...) or module:Class;
+    # environment_kwargs are passed to it (e.g. local: memory_mb).
+    environment: str = "auto"
+    environment_kwargs: dict[str, str] = chz.field(default_factory=dict)
+    max_concurrent_environments: int = 16
+    sandbox_factory: SandboxFactory | None = None
+    reward_fn: RewardFn | None = None
+    sandbox_timeout: int = 3600
+    command_timeout: float = 120.0
+    grader_timeout: float | None = None  # default: the task's [verifier] timeout_sec
+    enable_file_tools: bool = False
     test_size: int = 0
     seed: int = 0
     # What each episode's system message says ahead of the tools (default: SYSTEM_PROMPT)...
@@ -141,8 +194,8 @@ class HarborDatasetBuilder(RLDatasetBuilder):
     tool_description: str | None = None
 
     def renderer(self) -> Renderer:
-        name = self.renderer_name or get_recommended_renderer_name(self.model_name_for_tokenizer)
-        return get_renderer(name, get_tokenizer(self.model_name_for_tokenizer))
+        name = self.renderer_name or get_recommended_renderer_name(self.model_name)
+        return get_renderer(name, get_tokenizer(self.model_name))
 
     def resolved_system_prompt(self) -> str:
         return SYSTEM_PROMPT if self.system_prompt is None else self.system_prompt
@@ -152,32 +205,47 @@ class HarborDatasetBuilder(RLDatasetBuilder):
         return system_message(self.resolved_system_prompt(), self.tool_description)
 
     def load(self) -> list[HarborTask]:
-        tasks = load_tasks(resolve_tasks_dir(self.tasks_dir, self.dataset), self.task_filter)
+        if self.tasks is not None:
+            tasks = list(self.tasks)
+        else:
+            folder = resolve_tasks_dir(self.tasks_dir, self.dataset)
+            tasks = load_tasks(folder, self.task_filter, self.strict).tasks
+        if self.task_name:
+            names = [t.name for t in tasks]
+            tasks = [t for t in tasks if t.name == self.task_name]
+            if not tasks:
+                raise HarborTaskError(f"task_name={self.task_name!r} is not among the "
+                                      f"{len(names)} loaded tasks (e.g. {names[:5]})")  # fmt: skip
         random.Random(self.seed).shuffle(tasks)
         return tasks
+
+    def episode_options(self) -> EpisodeOptions:
+        environment = (
+            "factory" if self.sandbox_factory is not None else resolve_environment(self.environment)
+        )
+        return EpisodeOptions(
+            environment, dict(self.environment_kwargs), self.sandbox_factory, self.sandbox_timeout,
+            self.command_timeout, self.grader_timeout, self.max_turns, self.max_trajectory_tokens,
+            self.resolved_system_prompt(), self.tool_description, self.enable_file_tools,
+            asyncio.Semaphore(self.max_concurrent_environments),
+        )  # fmt: skip
 
     def make_datasets(
         self, reward_fn: RewardFn | None
     ) -> tuple[HarborDataset, HarborDataset | None]:
-        tasks, renderer = self.load(), self.renderer()
-        sandbox_config = LocalSandboxConfig(memory_mb=self.sandbox_memory_mb)
+        tasks, renderer, options = self.load(), self.renderer(), self.episode_options()
+        reward_fn = reward_fn or self.reward_fn
 
         def builder(task: HarborTask) -> HarborEnvGroupBuilder:
-            return HarborEnvGroupBuilder(
-                task, renderer, self.group_size, self.max_turns, self.max_trajectory_tokens,
-                sandbox_config, reward_fn, self.bash_timeout, self.resolved_system_prompt(),
-                self.tool_description,
-            )  # fmt: skip
+            return HarborEnvGroupBuilder(task, renderer, self.group_size, options, reward_fn)
 
         test, train = tasks[: self.test_size], tasks[self.test_size :]
         if not train:
             raise ValueError(
                 f"no training tasks left ({len(tasks)} tasks, test_size={self.test_size})"
             )
-        held_out = (
-            HarborDataset(test, min(self.groups_per_batch, len(test)), builder) if test else None
-        )
-        return HarborDataset(train, self.groups_per_batch, builder), held_out
+        held_out = HarborDataset(test, min(self.batch_size, len(test)), builder) if test else None
+        return HarborDataset(train, self.batch_size, builder), held_out
 
     async def __call__(self) -> tuple[HarborDataset, HarborDataset | None]:
         return self.make_datasets(reward_fn=None)

@@ -1,99 +1,174 @@
-"""The agent's bash tool in a task's sandbox, and the task's own grading as a reward."""
+"""The agent's tools in a task's environment (bash, and optionally file tools), and the task's
+own grading, by Harbor's verifier, as a reward."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
+import shlex
+from collections.abc import Callable
 from typing import Annotated
 
-from tinker_cookbook.recipes.harbor_rl.harbor_tasks import HarborTask
+from tinker_cookbook.recipes.harbor_rl.environments import GradingError, TaskEnvironment
 from tinker_cookbook.renderers import Message
 from tinker_cookbook.sandbox import SandboxInterface
 from tinker_cookbook.tool_use import tool
 
 logger = logging.getLogger(__name__)
 
+MAX_OUTPUT_CHARS = 8000
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
+
 
 class HarborBashTool:
-    """`bash` in the task's sandbox: output capped, a hung command stopped at `timeout`."""
+    """`bash` in the task's environment: output capped, a hung command stopped at
+    `command_timeout` seconds."""
 
-    def __init__(
-        self, sandbox: SandboxInterface, timeout: float = 60.0, max_output_chars: int = 8000
-    ):
-        self.sandbox, self.timeout, self.max_output_chars = sandbox, timeout, max_output_chars
+    def __init__(self, sandbox: SandboxInterface | None, command_timeout: float = 120.0,
+                 max_output_chars: int = MAX_OUTPUT_CHARS):  # fmt: skip
+        self.sandbox, self.command_timeout = sandbox, command_timeout
+        self.max_output_chars = max_output_chars
 
     @tool
     async def bash(
         self, command: Annotated[str, "A bash command to run in the task's environment"]
     ) -> str:
         """Run a bash command in the task's environment and see its output and exit code."""
+        assert self.sandbox is not None, "HarborBashTool needs a sandbox to run commands"
         r = await self.sandbox.run_command(
-            command, timeout=self.timeout, max_output_bytes=4 * self.max_output_chars
+            command, timeout=self.command_timeout, max_output_bytes=4 * self.max_output_chars
         )
         text = r.stdout + (f"\n[stderr]\n{r.stderr}" if r.stderr.strip() else "")
-        if len(text) > self.max_output_chars:
-            half = self.max_output_chars // 2
-            text = f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
+        text = _cap(text, self.max_output_chars)
         notes = []
         if r.timed_out:
-            notes.append(f"command timed out after {self.timeout:g}s and was stopped")
+            notes.append(f"command timed out after {self.command_timeout:g}s and was stopped")
         if r.output_truncated:
-            notes.append("output exceeded the limit and the command was stopped")
+            notes.append("output exceeded the limit and was cut")
         notes.append(f"exit code {r.exit_code}")
         return f"{text}\n[{'; '.join(notes)}]".lstrip("\n")
 
 
-class HarborReward:
-    """Copies the task's tests/ to /tests, runs tests/test.sh, and reads
-    /logs/verifier/reward.txt (a number) or reward.json ({"reward": x}). Any grading failure
-    gives 0 with a `grading_error` metric instead of crashing the run."""
+class HarborFileTools:
+    """Glob, Grep, ReadFile, WriteFile and StrReplaceFile in the task's environment (they
+    need `python3` there), for agents trained with file tools beside bash."""
 
-    def __init__(self, task: HarborTask, sandbox: SandboxInterface):
-        self.task, self.sandbox = task, sandbox
+    def __init__(self, sandbox: SandboxInterface, command_timeout: float = 60.0):
+        self.sandbox, self.command_timeout = sandbox, command_timeout
+
+    async def _python(self, script: str, *args: str) -> str:
+        command = f"python3 -c {shlex.quote(script)} " + " ".join(shlex.quote(a) for a in args)
+        r = await self.sandbox.run_command(command, timeout=self.command_timeout,
+                                           max_output_bytes=4 * MAX_OUTPUT_CHARS)  # fmt: skip
+        if r.exit_code != 0:
+            return f"ERROR: {_cap((r.stderr or r.stdout).strip(), 2000)}"
+        return _cap(r.stdout, MAX_OUTPUT_CHARS)
+
+    @tool
+    async def Glob(
+        self,
+        pattern: Annotated[str, "Glob pattern, e.g. *.py or src/**/*.js"],
+        directory: Annotated[str, "Absolute directory to search in"] = ".",
+    ) -> str:
+        """Find files whose path matches a glob pattern."""
+        return await self._python(
+            "import pathlib,sys\nd=pathlib.Path(sys.argv[2])\n"
+            "m=sorted(str(p.relative_to(d)) for p in d.glob(sys.argv[1]))\n"
+            "print('\\n'.join(m[:1000]) if m else 'no matches')", pattern, directory,
+        )  # fmt: skip
+
+    @tool
+    async def Grep(
+        self,
+        pattern: Annotated[str, "A regular expression to search file contents for"],
+        path: Annotated[str, "File or directory to search in"] = ".",
+    ) -> str:
+        """Search file contents with a regular expression; prints path:line:text."""
+        r = await self.sandbox.run_command(
+            f"grep -rnE -- {shlex.quote(pattern)} {shlex.quote(path)} | head -n 250",
+            timeout=self.command_timeout, max_output_bytes=4 * MAX_OUTPUT_CHARS,
+        )  # fmt: skip
+        return _cap(r.stdout, MAX_OUTPUT_CHARS) or "no matches"
+
+    @tool
+    async def ReadFile(self, path: Annotated[str, "Path of the file to read"]) -> str:
+        """Read a text file, with line numbers."""
+        return await self._python(
+            "import sys\nfor i,l in enumerate(open(sys.argv[1],errors='replace'),1):\n"
+            "    print(f'{i:6}\\t{l.rstrip()}')\n    if i>=1000: break", path,
+        )  # fmt: skip
+
+    @tool
+    async def WriteFile(
+        self,
+        path: Annotated[str, "Path of the file to write"],
+        content: Annotated[str, "The whole new content of the file"],
+    ) -> str:
+        """Create or overwrite a file with the given content."""
+        await self.sandbox.write_file(path, content)
+        return f"wrote {len(content)} characters to {path}"
+
+    @tool
+    async def StrReplaceFile(
+        self,
+        path: Annotated[str, "Path of the file to edit"],
+        old: Annotated[str, "Exact text to replace (must occur once)"],
+        new: Annotated[str, "Replacement text"],
+    ) -> str:
+        """Replace one exact occurrence of a string in a file."""
+        return await self._python(
+            "import sys,json\np,o,n=sys.argv[1],json.loads(sys.argv[2]),json.loads(sys.argv[3])\n"
+            "t=open(p).read()\nc=t.count(o)\n"
+            "if c!=1: sys.exit(f'{p}: the text occurs {c} times (must be once)')\n"
+            "open(p,'w').write(t.replace(o,n))\nprint(f'edited {p}')",
+            path, json.dumps(old), json.dumps(new),
+        )  # fmt: skip
+
+    def tools(self) -> list:
+        return [self.Glob, self.Grep, self.ReadFile, self.WriteFile, self.StrReplaceFile]
+
+
+def training_reward(rewards: dict[str, float]) -> tuple[float, str]:
+    """The reward trained on: the `reward` key when there is one, else the mean of the keys."""
+    if "reward" in rewards:
+        return rewards["reward"], "the 'reward' key"
+    return sum(rewards.values()) / len(rewards), f"the mean of keys {sorted(rewards)}"
+
+
+class HarborReward:
+    """Grades an episode with Harbor's verifier in the episode's environment. Every key of
+    reward.json becomes a metric `reward/<key>`. A grader that produces no reward is a grading
+    error: metric `grading_error` = 1, the message goes to `on_error`, and the reward is NaN-free
+    0.0 that the training loop drops (it never trains on it)."""
+
+    def __init__(
+        self,
+        environment: TaskEnvironment,
+        grader_timeout: float | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_reward_keys: Callable[[str], None] | None = None,
+    ):
+        self.environment, self.grader_timeout = environment, grader_timeout
+        self.on_error = on_error or (lambda message: logger.warning("%s", message))
+        self.on_reward_keys = on_reward_keys or (lambda message: logger.info("%s", message))
 
     async def __call__(self, history: list[Message]) -> tuple[float, dict[str, float]]:
         try:
-            # Whatever the agent left in /tests or /logs/verifier is discarded first.
-            await self.sandbox.run_command(
-                "rm -rf /tests /logs/verifier && mkdir -p /logs/verifier", timeout=30
-            )
-            await self.sandbox.upload_dir(self.task.path / "tests", "/tests")
-            timeout = self.task.timeout("verifier", 120.0)
-            env = {
-                str(k): str(v)
-                for k, v in self.task.config.get("verifier", {}).get("env", {}).items()
-            }
-            result = await self.sandbox.run_command(
-                "/usr/bin/bash /tests/test.sh", timeout=timeout, env=env
-            )
-            if result.timed_out:
-                return 0.0, {"grading_error": 0.0, "verifier_timed_out": 1.0}
-            reward = await self._read_reward()
-        except Exception as exc:  # noqa: BLE001 - a broken verifier must not stop training
-            logger.warning("grading task %s failed: %s", self.task.name, exc)
+            rewards = await self.environment.verify(self.grader_timeout)
+        except GradingError as exc:
+            self.on_error(str(exc))
             return 0.0, {"grading_error": 1.0}
-        if reward is None or not math.isfinite(reward):
-            logger.warning(
-                "task %s wrote no usable reward (%s; test.sh exit %s)",
-                self.task.name,
-                reward,
-                result.exit_code,
+        reward, source = training_reward(rewards)
+        if len(rewards) > 1:
+            self.on_reward_keys(
+                f"task {self.environment.task.name!r}: reward.json has keys {sorted(rewards)}; "
+                f"training on {source}"
             )
-            return 0.0, {"grading_error": 1.0}
-        return reward, {"grading_error": 0.0, "verifier_timed_out": 0.0}
-
-    async def _read_reward(self) -> float | None:
-        for name in ("reward.json", "reward.txt"):
-            try:
-                text = await self.sandbox.read_file(f"/logs/verifier/{name}")
-            except FileNotFoundError:
-                continue
-            if name == "reward.txt":
-                return float(text.strip().split()[0])
-            data = json.loads(text)
-            value = (
-                data.get("reward", next(iter(data.values()))) if isinstance(data, dict) else data
-            )
-            return float(value)
-        return None
+        metrics = {f"reward/{k}": v for k, v in rewards.items() if k != "reward"}
+        return reward, {"grading_error": 0.0, **metrics}

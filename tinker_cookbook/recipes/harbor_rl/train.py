@@ -4,6 +4,8 @@
         dataset=terminal-bench@2.0 group_size=4 groups_per_batch=8 learning_rate=1e-5
 
 Without `tasks_dir`/`dataset` it trains on the bundled pack of small shell tasks.
+`environment=` picks where episodes run: auto (docker, else podman), local (the engine-free
+sandbox), or any Harbor environment type (modal, daytona, e2b, ...) for scale.
 """
 
 from __future__ import annotations
@@ -22,15 +24,24 @@ class CLIConfig(RunArgs):
     model_name: str = "Qwen/Qwen3-8B"
     tasks_dir: str | None = None
     dataset: str | None = None  # e.g. terminal-bench@2.0, as `harbor datasets download` names it
-    task_filter: str | None = None
+    task_name: str | None = None  # only the task of this name
+    task_filter: str | None = None  # only tasks whose name contains this
+    strict: bool = False  # a task that cannot be loaded stops the run instead of being skipped
+    environment: str = "auto"  # auto | local | docker | podman | modal | daytona | e2b | ...
+    environment_kwargs: dict[str, str] = chz.field(default_factory=dict)
+    max_concurrent_environments: int = 16
+    enable_file_tools: bool = False
     renderer_name: str | None = None
     group_size: int = 4
     groups_per_batch: int = 8
     max_turns: int = 10
     max_tokens: int = 2048
     max_trajectory_tokens: int = 24576
-    bash_timeout: float = 60.0
-    sandbox_memory_mb: int = 1024
+    sandbox_timeout: int = 3600
+    command_timeout: float = 120.0
+    grader_timeout: float | None = None  # default: each task's [verifier] timeout_sec
+    test_size: int = 0  # tasks held out, rolled out (graded) every eval_every steps
+    eval_every: int = 5
     learning_rate: float = 1e-5
     lora_rank: int = 32
     temperature: float = 1.0
@@ -44,7 +55,7 @@ class CLIConfig(RunArgs):
 def harbor_builder(
     cli: CLIConfig, builder_class: type[HarborDatasetBuilder] = HarborDatasetBuilder
 ) -> HarborDatasetBuilder:
-    return config_from_cli(builder_class, cli, model_name_for_tokenizer=cli.model_name)
+    return config_from_cli(builder_class, cli, batch_size=cli.groups_per_batch)
 
 
 def build_config(cli: CLIConfig) -> train.Config:
@@ -56,7 +67,7 @@ def build_config(cli: CLIConfig) -> train.Config:
         gpb=cli.groups_per_batch,
     ).replace("/distillation/", "/")
     return config_from_cli(
-        train.Config, cli, log_path=log_path, dataset_builder=harbor_builder(cli), eval_every=0
+        train.Config, cli, log_path=log_path, dataset_builder=harbor_builder(cli)
     )
 
 

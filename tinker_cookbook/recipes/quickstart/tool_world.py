@@ -43,6 +43,7 @@ from tinker_cookbook.recipes.distillation import (
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder, system_message
 from tinker_cookbook.renderers import Message
 from tinker_cookbook.rl.rollouts import SamplingClientCompleter, do_group_rollouts
+from tinker_cookbook.sandbox.local_environment import BASE_IMAGE
 
 TASK_PREFIX = "arith-"
 PROBLEM_FILE = "/app/problem.txt"
@@ -84,7 +85,7 @@ cpus = 1
 memory_mb = 256
 """
 
-DOCKERFILE = f"FROM ubuntu:24.04\nWORKDIR /app\nCOPY problem.txt {PROBLEM_FILE}\n"
+DOCKERFILE = f"FROM {BASE_IMAGE}\nWORKDIR /app\nCOPY problem.txt {PROBLEM_FILE}\n"
 
 TEST_SH = """#!/bin/bash
 # Grades the task: writes 1 (pass) or 0 (fail) to /logs/verifier/reward.txt.
@@ -336,14 +337,15 @@ async def evaluate_tool_reward_async(
     the first `n` tasks of `tasks_dir`, one episode each, via HarborDatasetBuilder and
     do_group_rollouts. Also the share of episodes whose environment failed."""
     builder = HarborDatasetBuilder(
-        model_name_for_tokenizer=model_name,
+        model_name=model_name,
         tasks_dir=str(tasks_dir),
         group_size=1,
-        groups_per_batch=n,
+        batch_size=n,
         max_turns=max_turns,
         max_trajectory_tokens=4 * max_tokens * max_turns + 2048,
-        bash_timeout=10.0,
-        sandbox_memory_mb=256,
+        command_timeout=10.0,
+        environment="local",
+        environment_kwargs={"memory_mb": "256"},
         system_prompt=system_prompt,
         tool_description=tool_description,
     )
@@ -483,8 +485,9 @@ def _run_stage(config: MultiTurnStage) -> dict[str, Any]:
         max_turns=config.max_turns,
         max_tokens=config.max_tokens,
         max_trajectory_tokens=4 * config.max_tokens * config.max_turns + 2048,
-        bash_timeout=10.0,
-        sandbox_memory_mb=256,
+        command_timeout=10.0,
+        environment="local",
+        environment_kwargs={"memory_mb": "256"},
         learning_rate=config.learning_rate,
         lora_rank=config.lora_rank,
         temperature=config.temperature,
