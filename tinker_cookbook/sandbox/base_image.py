@@ -23,8 +23,9 @@ from tinker_cookbook.sandbox.local_environment import BASE_IMAGE
 
 Engine = Literal["podman", "docker"]
 SUITE = "bookworm"
-# Packages every bundled task's tests and solutions use beyond minbase.
-EXTRA_PACKAGES = ("python3-minimal", "procps")
+# Beyond minbase: what the bundled tasks and the file tools use, and what this Debian host has
+# (so the `local` sandbox, which serves the host's /usr, matches the image).
+EXTRA_PACKAGES = ("python3", "procps")
 
 
 class BaseImageError(RuntimeError):

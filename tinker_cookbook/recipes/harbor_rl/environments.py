@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,12 @@ from harbor.verifier.verifier import Verifier
 from tinker_cookbook.recipes.harbor_rl.harbor_tasks import HarborTask, HarborTaskError
 from tinker_cookbook.sandbox import SandboxInterface
 from tinker_cookbook.sandbox.harbor_adapter import HarborSandbox, SandboxEnvironment
-from tinker_cookbook.sandbox.local_environment import BASE_IMAGE, LocalEnvironment
+from tinker_cookbook.sandbox.local_environment import (
+    BASE_IMAGE,
+    LocalEnvironment,
+    LocalEnvironmentError,
+    local_support_problems,
+)
 
 # The Tinker cookbook's hook: (the task's environment/ folder, sandbox lifetime in seconds) ->
 # a ready sandbox. It replaces the environment type; grading still runs Harbor's verifier in it.
@@ -130,8 +136,20 @@ class TaskEnvironment:
         self._stopped = True
         try:
             await self.environment.stop(delete=False)
+            if str(self.environment.type()) == "podman":
+                await _untag_episode_image(self.environment.session_id)
         finally:
             shutil.rmtree(self.trial_dir, ignore_errors=True)
+
+
+async def _untag_episode_image(session_id: str) -> None:
+    """podman-compose tags each build `<project>_main`, one tag per episode; the image itself
+    (and its layers, the build cache) stays for the task's next episode."""
+    process = await asyncio.create_subprocess_exec(
+        "podman", "image", "untag", f"localhost/{session_id}_main",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await process.wait()
 
 
 async def start_environment(
@@ -144,11 +162,9 @@ async def start_environment(
 ) -> TaskEnvironment:
     """Builds (once per task and engine: images are reused) and starts one environment."""
     assert task.harbor is not None
-    trial_dir = (
-        Path(work_dir or tempfile.gettempdir())
-        / "tinker_harbor_trials"
-        / (f"{task.harbor.short_name}__{uuid.uuid4().hex[:8]}")
-    )
+    session = re.sub(r"[^a-z0-9_-]", "-", task.harbor.short_name.lower())
+    trial_dir = Path(work_dir or tempfile.gettempdir()) / "tinker_harbor_trials"
+    trial_dir /= f"{session}__{uuid.uuid4().hex[:8]}"
     paths = TrialPaths(trial_dir)
     paths.mkdir()
     common = dict(
@@ -184,6 +200,9 @@ def _create(task, environment, kwargs, sandbox_factory, sandbox_timeout, common)
     if sandbox_factory is not None:
         return SandboxEnvironment(sandbox=None, **common)  # the sandbox comes from the factory
     if environment == LOCAL:
+        problems = local_support_problems(task.name, task.environment_dir, task.harbor.config)
+        if problems:
+            raise LocalEnvironmentError("; ".join(problems))
         return LocalEnvironment(**kwargs, **common)
     policy = task.harbor.config.environment.resolve_baseline()
     if ":" in environment:
