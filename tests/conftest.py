@@ -1,9 +1,20 @@
 import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
+
 # Tests never touch the user's cache or the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Podman on machines like this one (see scripts/podman/containers.conf), never by editing the
+# machine's own configuration; Harbor finds podman-compose beside this interpreter.
+os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "scripts" / "podman" / "containers.conf"))
+os.environ.setdefault("BUILDAH_ISOLATION", "chroot")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,3 +34,15 @@ def service(isolated_cache):
 @pytest.fixture(scope="session")
 def tokenizer(service):
     return service.get_tokenizer("tiny-qwen3-1m")
+
+
+@pytest.fixture(scope="session")
+def podman():
+    """Podman with the project's Debian base image (built from Debian's packages once per
+    machine; `scripts/setup.sh` installs podman and debootstrap)."""
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed (bash scripts/setup.sh installs it)")
+    from tinker_cookbook.sandbox.base_image import ensure_base_image
+
+    ensure_base_image("podman")
+    return "podman"

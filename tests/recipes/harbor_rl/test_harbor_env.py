@@ -22,10 +22,11 @@ TOK = get_tokenizer("tiny-qwen3-1m")
 
 def builder(**kwargs) -> HarborDatasetBuilder:
     return HarborDatasetBuilder(
-        model_name_for_tokenizer="tiny-qwen3-1m",
+        model_name="tiny-qwen3-1m",
         task_filter="sum-numbers",
         group_size=1,
-        groups_per_batch=1,
+        batch_size=1,
+        environment="local",
         **kwargs,
     )
 
@@ -81,3 +82,42 @@ def test_a_short_prompt_and_tool_description_reach_the_rendered_prompt():
         f"<|im_start|>user\n{group.task.instruction}<|im_end|>\n<|im_start|>assistant\n"
     )
     assert len(tokens) < len(default_tokens) - 500
+
+
+def test_the_cookbook_spelling_of_the_builder(tmp_path):
+    """`HarborDatasetBuilder(tasks=..., batch_size=..., group_size=..., model_name=...)` with
+    tasks the user loaded and a SandboxFactory of their own, graded by Harbor's verifier."""
+    from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborTask, SandboxFactory
+    from tinker_cookbook.recipes.harbor_rl.harbor_tasks import BUNDLED_TASKS_DIR
+    from tinker_cookbook.sandbox import LocalSandbox
+    from tinker_cookbook.sandbox.local_environment import build_from_dockerfile
+
+    made = []
+
+    async def factory(env_dir, timeout):
+        sandbox = LocalSandbox()
+        await build_from_dockerfile(sandbox, env_dir, env_dir.parent.name, 60)
+        await sandbox.run_command("mkdir -p /logs/verifier")
+        made.append(timeout)
+        return sandbox
+
+    hook: SandboxFactory = factory
+    path = BUNDLED_TASKS_DIR / "sum-numbers"
+    task = HarborTask(task_name="sum-numbers", instruction=(path / "instruction.md").read_text(),
+                      task_dir=path)  # fmt: skip
+    b = HarborDatasetBuilder(tasks=[task], batch_size=1, group_size=2, model_name="tiny-qwen3-1m",
+                             sandbox_factory=hook, sandbox_timeout=77)  # fmt: skip
+    train, _ = asyncio.run(b())
+    group = train.get_batch(0)[0]
+
+    async def run():
+        try:
+            envs = await group.make_envs()
+            for env in group.environments:
+                await env.sandbox.run_command("echo 360 > /app/answer.txt")
+            return [await e.message_env.reward_fn([]) for e in envs]
+        finally:
+            await group.cleanup()
+
+    assert asyncio.run(run()) == [(1.0, {"grading_error": 0.0})] * 2
+    assert made == [77, 77]

@@ -50,19 +50,23 @@ def scripted_policy():
     return policy
 
 
-def one_group(builder_class):
+def one_group(builder_class, environment="local"):
     builder = builder_class(
-        model_name_for_tokenizer="tiny-qwen3-1m",
-        task_filter="sum-numbers",
+        model_name="tiny-qwen3-1m",
+        task_name="sum-numbers",
         group_size=1,
-        groups_per_batch=1,
+        batch_size=1,
+        environment=environment,
     )
     train, _ = asyncio.run(builder())
     return asyncio.run(do_group_rollout(train.get_batch(0)[0], scripted_policy()))
 
 
-def test_mask_of_a_real_multi_turn_trajectory_token_by_token():
-    group = one_group(HarborDatasetBuilder)
+@pytest.mark.parametrize("environment", ["local", "podman"])
+def test_mask_of_a_real_multi_turn_trajectory_token_by_token(environment, request):
+    if environment == "podman":
+        request.getfixturevalue("podman")
+    group = one_group(HarborDatasetBuilder, environment)
     (trajectory,) = group.trajectories
     assert len(trajectory.transitions) == 3
     assert trajectory.transitions[-1].metrics["end_reason/no_tool_call"] == 1.0
@@ -101,9 +105,13 @@ def test_distillation_builder_gives_zero_reward_even_when_solved():
     assert "grading_error" not in group.trajectories[0].transitions[-1].metrics  # no test ever ran
 
 
-def test_multi_turn_distillation_recipe_runs_on_tiny_models(tmp_path):
+@pytest.mark.parametrize("environment", ["local", "podman"])
+def test_multi_turn_distillation_recipe_runs_on_tiny_models(tmp_path, environment, request):
+    if environment == "podman":
+        request.getfixturevalue("podman")
     cli = chz.Blueprint(mt.CLIConfig).make_from_argv(
         [
+            f"environment={environment}",
             "model_name=tiny-qwen3-1m",
             "teacher_model=tiny-qwen3-4m",
             "max_turns=2",
@@ -135,12 +143,16 @@ def test_harbor_rl_recipe_runs_on_tiny_models(tmp_path):
             "max_tokens=16",
             "max_steps=1",
             "lora_rank=4",
+            "environment=local",
+            "test_size=2",
+            "eval_every=1",
             f"log_path={tmp_path}",
         ]  # fmt: skip
     )
     harbor_train.main(cli)
-    (row,) = read_metrics(tmp_path)
+    (row,) = [r for r in read_metrics(tmp_path) if "env/all/num_trajectories" in r]
     assert row["env/all/num_trajectories"] == 4 and row["env/all/grading_error"] == 0.0
+    assert row["env/grading_error"] == 0 and row["test/env/all/num_trajectories"] == 4
 
 
 def test_seed_command_parses_as_written():

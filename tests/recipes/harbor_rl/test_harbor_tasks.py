@@ -1,206 +1,210 @@
-"""Loading Harbor tasks, building their environment, the bash tool and the grading."""
+"""Loading Harbor tasks with Harbor's model, the local environment, the bash tool and the
+grading by Harbor's verifier (run here in the engine-free local sandbox)."""
 
 import asyncio
-import json
-import shutil
 
 import pytest
 
+from tinker_cookbook.recipes.harbor_rl import harbor_tasks
+from tinker_cookbook.recipes.harbor_rl.environments import start_environment
 from tinker_cookbook.recipes.harbor_rl.harbor_tasks import (
     BUNDLED_TASKS_DIR,
     HarborTaskError,
-    dockerfile_instructions,
     find_harbor_tasks,
     load_harbor_task,
-    prepare_sandbox,
+    load_tasks,
     resolve_tasks_dir,
 )
 from tinker_cookbook.recipes.harbor_rl.harbor_tools import HarborBashTool, HarborReward
 from tinker_cookbook.sandbox import available_backends
+from tinker_cookbook.sandbox.local_environment import BASE_IMAGE
 
 needs_sandbox = pytest.mark.skipif(not available_backends(), reason="no sandbox backend")
 
 
-def make_task(
-    root,
-    name="t1",
-    dockerfile="FROM ubuntu:24.04\nWORKDIR /app\n",
-    test="echo 1 > /logs/verifier/reward.txt",
-):
+def make_task(root, name="t1", dockerfile=f"FROM {BASE_IMAGE}\nWORKDIR /app\n",
+              test="echo 1 > /logs/verifier/reward.txt", toml=""):  # fmt: skip
     d = root / name
     (d / "environment").mkdir(parents=True)
     (d / "tests").mkdir()
-    (d / "task.toml").write_text('version = "1.0"\n[verifier]\ntimeout_sec = 10.0\n')
+    (d / "task.toml").write_text(f'version = "1.0"\n[verifier]\ntimeout_sec = 10.0\n{toml}')
     (d / "instruction.md").write_text("Do the thing.\n")
     (d / "environment" / "Dockerfile").write_text(dockerfile)
-    (d / "tests" / "test.sh").write_text(f"#!/bin/bash\nmkdir -p /logs/verifier\n{test}\n")
+    (d / "tests" / "test.sh").write_text(f"#!/bin/bash\n{test}\n")
     return d
 
 
-def test_dockerfile_parsing():
-    text = 'FROM x\n# comment\nRUN echo a \\\n    && echo b\nENV A=1 B="two words"\nENV C three\nRUN ["echo", "x y"]\n'
-    steps = dockerfile_instructions(text)
-    assert [(n, k) for n, k, _ in steps] == [
-        (1, "FROM"),
-        (3, "RUN"),
-        (5, "ENV"),
-        (6, "ENV"),
-        (7, "RUN"),
-    ]
-    assert steps[1][2] == "echo a      && echo b"
+def in_local(task_dir, agent_command=None, grade=True):
+    """Start the task locally, run a command as the agent, grade with HarborReward."""
+
+    async def run():
+        env = await start_environment(load_harbor_task(task_dir), "local")
+        errors = []
+        try:
+            out = await env.sandbox.run_command(agent_command) if agent_command else None
+            reward = await HarborReward(env, on_error=errors.append)([]) if grade else None
+            return out, reward, errors
+        finally:
+            await env.stop()
+
+    return asyncio.run(run())
 
 
 def test_flat_and_nested_layouts_are_found(tmp_path):
     make_task(tmp_path / "flat", "a")
     make_task(tmp_path / "nested" / "terminal-bench@2.0" / "abc123", "b")
     assert [p.name for p in find_harbor_tasks(tmp_path)] == ["a", "b"]
-    assert len(find_harbor_tasks(BUNDLED_TASKS_DIR)) >= 10
+    assert len(find_harbor_tasks(BUNDLED_TASKS_DIR)) >= 15
 
 
-def test_missing_files_and_unknown_datasets_are_named(tmp_path, monkeypatch):
-    d = make_task(tmp_path)
-    (d / "instruction.md").unlink()
-    with pytest.raises(HarborTaskError, match="task 't1' .* has no instruction.md"):
-        load_harbor_task(d)
-    monkeypatch.setenv("HOME", str(tmp_path))
+def test_bad_tasks_are_skipped_one_line_each_unless_strict(tmp_path, capsys):
+    make_task(tmp_path, "good")
+    (make_task(tmp_path, "no-tests") / "tests" / "test.sh").unlink()
+    (make_task(tmp_path, "bad-toml") / "task.toml").write_text("version = \n")
+    make_task(tmp_path, "bad-field", toml="[environment]\ncpus = 'many'\n")
+    loaded = load_tasks(tmp_path)
+    assert [t.name for t in loaded.tasks] == ["good"]
+    assert sorted(name for name, _ in loaded.skipped) == ["bad-field", "bad-toml", "no-tests"]
+    out = capsys.readouterr().out
+    assert "skipped task no-tests: task 'no-tests'" in out and "test.sh" in out
+    assert "3 of 4 tasks" in out and "strict=True" in out
+    with pytest.raises(HarborTaskError, match="bad-field"):
+        load_tasks(tmp_path, strict=True)
+
+
+def test_multi_step_and_separate_verifier_tasks_are_refused_by_name(tmp_path):
+    steps = make_task(tmp_path, "steps", toml='[[steps]]\nname = "one"\n')
+    (steps / "steps" / "one" / "tests").mkdir(parents=True)
+    (steps / "steps" / "one" / "instruction.md").write_text("Step one.\n")
+    (steps / "steps" / "one" / "tests" / "test.sh").write_text("#!/bin/bash\ntrue\n")
+    make_task(tmp_path, "separate", toml='environment_mode = "separate"\n')
+    with pytest.raises(HarborTaskError, match="no usable Harbor tasks .*2 skipped"):
+        load_tasks(tmp_path, quiet=True)
+    make_task(tmp_path, "zz-ok")
+    reasons = dict(load_tasks(tmp_path, quiet=True).skipped)
+    assert "task 'steps' has 1 [[steps]]: multi-step" in reasons["steps"]
+    assert "separate verifier environment" in reasons["separate"]
+
+
+def test_datasets_are_found_where_harbor_downloads_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(harbor_tasks, "DATASET_CACHE_DIR", tmp_path / "datasets")
+    monkeypatch.setattr(harbor_tasks, "TASK_CACHE_DIR", tmp_path / "tasks")
     with pytest.raises(HarborTaskError, match="uvx harbor datasets download terminal-bench@2.0"):
         resolve_tasks_dir(None, "terminal-bench@2.0")
-    downloaded = tmp_path / ".cache" / "harbor" / "tasks" / "terminal-bench@2.0"
+    downloaded = tmp_path / "datasets" / "terminal-bench" / "2.0"
     downloaded.mkdir(parents=True)
     assert resolve_tasks_dir(None, "terminal-bench@2.0") == downloaded
     assert resolve_tasks_dir(None, None) == BUNDLED_TASKS_DIR
 
 
 @needs_sandbox
-def test_environment_is_built_from_the_dockerfile(tmp_path):
+def test_dockerfile_variables_workdir_and_env_in_the_local_sandbox(tmp_path):
     dockerfile = (
-        "FROM python:3.12\nARG TOOL=sed\nENV MODE=fast\nWORKDIR /srv\nCOPY data/ /srv/data/\n"
-        'COPY note.txt ./\nRUN echo "$MODE-$TOOL" > built.txt\nEXPOSE 80\nCMD ["bash"]\n'
+        f"FROM {BASE_IMAGE}\nENV TOOLS=/opt/tools\nENV PATH=$TOOLS/bin:$PATH\nWORKDIR ${{TOOLS}}\n"
+        "COPY run.sh /opt/tools/bin/\nRUN echo one \\\n  # a comment inside the continuation\n  && run.sh\n"
     )
     d = make_task(tmp_path, dockerfile=dockerfile)
-    (d / "environment" / "data").mkdir()
-    (d / "environment" / "data" / "x.csv").write_text("1,2\n")
-    (d / "environment" / "note.txt").write_text("note\n")
-
-    async def check():
-        sb = await prepare_sandbox(load_harbor_task(d))
-        try:
-            return await sb.run_command("pwd; cat built.txt data/x.csv note.txt; echo $MODE")
-        finally:
-            await sb.cleanup()
-
-    r = asyncio.run(check())
-    assert r.stdout == "/srv\nfast-sed\n1,2\nnote\nfast\n"
+    (d / "environment" / "run.sh").write_text("#!/bin/bash\necho ran > /tmp/ran\n")
+    (d / "environment" / "run.sh").chmod(0o755)
+    out, _, _ = in_local(d, "pwd; cat /tmp/ran; echo $PATH; ls -d /logs/verifier", grade=False)
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["/opt/tools", "ran"]
+    assert lines[2].startswith("/opt/tools/bin:/usr/local/sbin")
+    assert lines[3] == "/logs/verifier"  # present during the agent phase, as in Harbor
+    workdir = make_task(tmp_path, "w", toml='[environment]\nworkdir = "/tmp"\n')
+    assert in_local(workdir, "pwd", grade=False)[0].stdout.strip() == "/tmp"
 
 
 @needs_sandbox
 @pytest.mark.parametrize(
     "dockerfile, message",
     [
+        ("FROM ubuntu:24.04\n", "provides only " + BASE_IMAGE),
         (
-            "FROM x\nHEALTHCHECK CMD true\n",
-            "task 't1': Dockerfile line 2: HEALTHCHECK is not supported",
+            f"FROM {BASE_IMAGE}\nRUN apt-get update && apt-get install -y jq\n",
+            "line 2 (RUN apt-get",
         ),
-        ("FROM x\nRUN exit 3\n", "task 't1': Dockerfile line 2: `exit 3` failed \\(exit 3\\)"),
-        (
-            "FROM x\nCOPY ../../etc/passwd /x\n",
-            "COPY source '../../etc/passwd' is not inside environment/",
-        ),
+        (f"FROM {BASE_IMAGE}\nRUN pip install requests\n", "installs software"),
+        (f"FROM {BASE_IMAGE}\nCOPY --from=builder /x /x\n", "COPY --from"),
+        (f"FROM {BASE_IMAGE}\nUSER nobody\n", "USER is not reproduced"),
+        (f"FROM {BASE_IMAGE}\nRUN exit 3\n", "line 2: `exit 3` failed (exit 3)"),
     ],
 )
-def test_unsupported_or_failing_environments_give_a_per_task_error(tmp_path, dockerfile, message):
-    d = make_task(tmp_path, dockerfile=dockerfile)
-    with pytest.raises(HarborTaskError, match=message):
-        asyncio.run(prepare_sandbox(load_harbor_task(d)))
-    assert not list((tmp_path.parent).glob("tinker_sandboxes/*/rootfs/etc/marker"))
+def test_the_local_sandbox_refuses_what_it_cannot_reproduce(tmp_path, dockerfile, message):
+    with pytest.raises(HarborTaskError, match="task 't1'") as info:
+        in_local(make_task(tmp_path, dockerfile=dockerfile), grade=False)
+    assert message in str(info.value)
+
+
+@needs_sandbox
+def test_local_refuses_non_root_users_and_compose(tmp_path):
+    user = make_task(tmp_path, "u", toml='[agent]\nuser = "agent"\n')
+    with pytest.raises(HarborTaskError, match=r"\[agent\] user = 'agent'"):
+        in_local(user, grade=False)
+    compose = make_task(tmp_path, "c")
+    (compose / "environment" / "docker-compose.yaml").write_text("services: {}\n")
+    with pytest.raises(HarborTaskError, match="docker-compose services need a container engine"):
+        in_local(compose, grade=False)
 
 
 @needs_sandbox
 def test_bash_tool_caps_output_and_stops_hangs(tmp_path):
     async def run():
-        sb = await prepare_sandbox(load_harbor_task(make_task(tmp_path)))
-        tool = HarborBashTool(sb, timeout=1.0, max_output_chars=200).bash
+        env = await start_environment(load_harbor_task(make_task(tmp_path)), "local")
+        tool = HarborBashTool(env.sandbox, command_timeout=1.0, max_output_chars=200).bash
         try:
             flood = await tool({"command": "seq 1 100000"})
             hang = await tool({"command": "sleep 30"})
             ok = await tool({"command": "echo hi; echo oops >&2; exit 4"})
         finally:
-            await sb.cleanup()
+            await env.stop()
         return flood, hang, ok
 
-    flood, hang, ok = asyncio.run(run())
-    assert (
-        len(flood.messages[0]["content"]) < 400 and "characters cut" in flood.messages[0]["content"]
-    )
-    assert "timed out after 1s" in hang.messages[0]["content"]
-    assert ok.messages[0]["content"] == "hi\n\n[stderr]\noops\n\n[exit code 4]"
+    flood, hang, ok = (r.messages[0]["content"] for r in asyncio.run(run()))
+    assert len(flood) < 400 and "characters cut" in flood
+    assert "timed out after 1s" in hang
+    assert ok == "hi\n\n[stderr]\noops\n\n[exit code 4]"
 
 
 @needs_sandbox
-def test_reward_json_and_broken_verifiers(tmp_path):
-    json_task = load_harbor_task(
-        make_task(tmp_path, "j", test="echo '{\"reward\": 0.25}' > /logs/verifier/reward.json")
+def test_rewards_are_read_as_harbor_reads_them(tmp_path, monkeypatch):
+    many = make_task(tmp_path, "j", test='echo \'{"a": 1, "b": 0.5}\' > /logs/verifier/reward.json')
+    assert in_local(many)[1] == (0.75, {"grading_error": 0.0, "reward/a": 1.0, "reward/b": 0.5})
+    keyed = make_task(
+        tmp_path, "k", test='echo \'{"reward": 0.25, "x": 1}\' > /logs/verifier/reward.json'
     )
-    silent = load_harbor_task(make_task(tmp_path, "s", test="echo no reward written"))
-    broken = make_task(tmp_path, "b")
-    shutil.rmtree(broken / "tests")
-    (broken / "tests").write_text("not a folder")
-
-    async def grade(task):
-        sb = await prepare_sandbox(task)
-        try:
-            return await HarborReward(task, sb)([])
-        finally:
-            await sb.cleanup()
-
-    assert asyncio.run(grade(json_task)) == (
-        0.25,
-        {"grading_error": 0.0, "verifier_timed_out": 0.0},
-    )
-    assert asyncio.run(grade(silent)) == (0.0, {"grading_error": 1.0})
-    broken_task = load_harbor_task(make_task(tmp_path, "ok"))
-    broken_task.path = broken
-    assert asyncio.run(grade(broken_task)) == (0.0, {"grading_error": 1.0})
-    assert json.loads('{"reward": 0.25}')["reward"] == 0.25
+    assert in_local(keyed)[1] == (0.25, {"grading_error": 0.0, "reward/x": 1.0})
+    templated = make_task(
+        tmp_path, "v", test='echo "$WANT" > /logs/verifier/reward.txt',
+        toml='[verifier.env]\nWANT = "${TINKER_TEST_WANT:-0.5}"\n',
+    )  # fmt: skip
+    assert in_local(templated)[1][0] == 0.5
+    monkeypatch.setenv("TINKER_TEST_WANT", "0.75")
+    assert in_local(templated)[1][0] == 0.75
 
 
 @needs_sandbox
-def test_dockerfile_variables_modes_and_comments(tmp_path):
-    dockerfile = (
-        "FROM x\nENV TOOLS=/opt/tools\nENV PATH=$TOOLS/bin:$PATH\nWORKDIR ${TOOLS}\n"
-        "COPY run.sh /opt/tools/bin/\nRUN echo one \\\n  # a comment inside the continuation\n  && run.sh\n"
-    )
-    d = make_task(tmp_path, dockerfile=dockerfile)
-    (d / "environment" / "run.sh").write_text("#!/bin/bash\necho ran > /tmp/ran\n")
-    (d / "environment" / "run.sh").chmod(0o755)
-
-    async def check():
-        sb = await prepare_sandbox(load_harbor_task(d))
-        try:
-            return await sb.run_command("pwd; cat /tmp/ran; echo $PATH")
-        finally:
-            await sb.cleanup()
-
-    r = asyncio.run(check())
-    assert r.stdout.splitlines()[:2] == ["/opt/tools", "ran"]
-    assert r.stdout.splitlines()[2].startswith("/opt/tools/bin:/usr/local/sbin")
+@pytest.mark.parametrize(
+    "test, error",
+    [
+        ("echo no reward written", "RewardFileNotFoundError"),
+        ("echo nan > /logs/verifier/reward.txt", "VerifierOutputParseError"),
+        ('echo \'{"reward": "high"}\' > /logs/verifier/reward.json', "Non-numeric"),
+        ("sleep 30", "timed out after 2s"),
+    ],
+)
+def test_a_grader_without_a_reward_is_a_grading_error(tmp_path, test, error):
+    task = make_task(tmp_path, test=test)
+    (task / "task.toml").write_text('version = "1.0"\n[verifier]\ntimeout_sec = 2.0\n')
+    _, reward, errors = in_local(task)
+    assert reward == (0.0, {"grading_error": 1.0})
+    assert len(errors) == 1 and "task 't1'" in errors[0] and error in errors[0]
 
 
 @needs_sandbox
-def test_the_agent_cannot_plant_or_break_the_reward(tmp_path):
-    task = load_harbor_task(make_task(tmp_path, "t", test="echo 0 > /logs/verifier/reward.txt"))
-    nan_task = load_harbor_task(
-        make_task(tmp_path, "n", test="echo nan > /logs/verifier/reward.txt")
+def test_the_agent_cannot_plant_the_reward(tmp_path):
+    task = make_task(tmp_path, test="echo 0 > /logs/verifier/reward.txt")
+    plant = (
+        "echo '{\"reward\": 1}' > /logs/verifier/reward.json; echo 1 > /logs/verifier/reward.txt"
     )
-
-    async def grade(task, agent_command):
-        sb = await prepare_sandbox(task)
-        try:
-            await sb.run_command(agent_command)
-            return await HarborReward(task, sb)([])
-        finally:
-            await sb.cleanup()
-
-    plant = "mkdir -p /logs/verifier && echo '{\"reward\": 1}' > /logs/verifier/reward.json; rm -f /bin; mkdir /bin"
-    assert asyncio.run(grade(task, plant))[0] == 0.0
-    assert asyncio.run(grade(nan_task, "true")) == (0.0, {"grading_error": 1.0})
+    assert in_local(task, plant)[1][0] == 0.0

@@ -176,6 +176,7 @@ async def start_environment(
                              sandbox_timeout, common)  # fmt: skip
         if sandbox_factory is not None:
             harbor_env.sandbox = await sandbox_factory(task.environment_dir, sandbox_timeout)
+        _rebind_build_lock(harbor_env)
         build_timeout = task.harbor.config.environment.build_timeout_sec
         try:
             async with asyncio.timeout(build_timeout):
@@ -194,6 +195,19 @@ async def start_environment(
     else:
         sandbox = HarborSandbox(harbor_env, user=task.harbor.config.agent.user)
     return TaskEnvironment(task, harbor_env, sandbox, trial_dir)
+
+
+def _rebind_build_lock(environment: BaseEnvironment) -> None:
+    """Harbor's docker/podman environments serialise image builds with class-level asyncio
+    locks, which stay bound to the first event loop that waited on them; a later
+    `asyncio.run` in the same process (an evaluation after training, a second check) would
+    fail on them. An idle lock from another loop is replaced by a fresh one."""
+    locks = getattr(type(environment), "_image_build_locks", None)
+    lock = locks.get(environment.environment_name) if isinstance(locks, dict) else None
+    bound = getattr(lock, "_loop", None)
+    stale = bound is not None and bound is not asyncio.get_running_loop()
+    if lock is not None and stale and not lock.locked():
+        locks[environment.environment_name] = asyncio.Lock()
 
 
 def _create(task, environment, kwargs, sandbox_factory, sandbox_timeout, common) -> BaseEnvironment:
