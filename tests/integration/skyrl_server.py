@@ -55,6 +55,8 @@ def ensure_venv() -> Path:
         return python()
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     pip = [str(python()), "-m", "pip", "install", "-q"]
+    # A current pip: the venv's bundled one can stall for minutes resolving this set.
+    subprocess.run([*pip, "--upgrade", "pip>=25"], check=True)
     subprocess.run([*pip, "torch==2.13.0"], check=True)
     subprocess.run([*pip, *PACKAGES], check=True)
     subprocess.run([*pip, "--no-deps", "--ignore-requires-python", "skyrl==0.4.0"], check=True)

@@ -57,3 +57,30 @@ def test_reward_rises(tmp_path):
     ]
     assert len(rewards) == 15
     assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.3
+
+
+class Ungraded(Group):
+    def __init__(self, error: str | None):
+        self.error = error
+
+    def grading_errors(self):
+        return [self.error] if self.error else []
+
+
+def test_ungraded_groups_are_dropped_and_a_mostly_ungraded_step_stops(capsys):
+    import pytest
+
+    builders = [
+        Ungraded(None),
+        Ungraded("task 'b': RewardFileNotFoundError: no reward"),
+        Ungraded(None),
+    ]
+    groups, errors = ["g0", "g1", "g2"], []
+    assert train.drop_ungraded_groups(builders, groups, errors, step=3) == ["g0", None, "g2"]
+    assert errors == ["grading error: task 'b': RewardFileNotFoundError: no reward"]
+    assert "step 3: dropped 1 group(s)" in capsys.readouterr().out
+    builders = [Ungraded("task 'x': timed out"), Ungraded("task 'y': crash"), Ungraded(None)]
+    with pytest.raises(
+        train.GradingFailure, match=r"2 of 3 groups .*tasks: x, y.*first error: task 'x': timed out"
+    ):
+        train.drop_ungraded_groups(builders, ["a", "b", "c"], [], step=0)

@@ -23,6 +23,12 @@ def containers() -> list[str]:
     return out.stdout.split()
 
 
+def networks() -> set[str]:
+    out = subprocess.run(["podman", "network", "ls", "--format", "{{.Name}}"], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    return set(out.stdout.split())
+
+
 def start(task_dir, environment="podman"):
     async def run():
         env = await start_environment(load_harbor_task(task_dir), environment)
@@ -62,6 +68,7 @@ def test_no_internet_tasks_are_refused_clearly_on_podman_here(podman, tmp_path):
 
 def test_ctrl_c_mid_run_leaves_no_container(podman, tmp_path):
     assert containers() == []
+    networks_before = networks()
     command = [
         sys.executable, "-m", "tinker_cookbook.recipes.harbor_rl.train", "model_name=tiny-qwen3-1m",
         "environment=podman", "group_size=2", "groups_per_batch=2", "max_turns=3",
@@ -82,4 +89,4 @@ def test_ctrl_c_mid_run_leaves_no_container(podman, tmp_path):
         if run.poll() is None:
             os.kill(run.pid, signal.SIGKILL)
     assert run.returncode != 0
-    assert containers() == []
+    assert containers() == [] and networks() == networks_before

@@ -37,6 +37,7 @@ from tinker_cookbook.sandbox.local_environment import (
 # a ready sandbox. It replaces the environment type; grading still runs Harbor's verifier in it.
 SandboxFactory = Callable[[Path, int], Awaitable[SandboxInterface]]
 LOCAL = "local"
+FAST_STOP_OVERLAY = Path(__file__).parent / "compose" / "fast-stop.yaml"
 
 
 class GradingError(RuntimeError):
@@ -177,13 +178,7 @@ async def start_environment(
         if sandbox_factory is not None:
             harbor_env.sandbox = await sandbox_factory(task.environment_dir, sandbox_timeout)
         _rebind_build_lock(harbor_env)
-        build_timeout = task.harbor.config.environment.build_timeout_sec
-        try:
-            async with asyncio.timeout(build_timeout):
-                await harbor_env.start(force_build=False)
-        except BaseException:
-            await harbor_env.stop(delete=False)
-            raise
+        await _start(harbor_env, task.harbor.config.environment.build_timeout_sec)
     except Exception as exc:
         shutil.rmtree(trial_dir, ignore_errors=True)
         raise HarborTaskError(explain_start_failure(task, environment, exc)) from exc
@@ -195,6 +190,23 @@ async def start_environment(
     else:
         sandbox = HarborSandbox(harbor_env, user=task.harbor.config.agent.user)
     return TaskEnvironment(task, harbor_env, sandbox, trial_dir)
+
+
+async def _start(environment: BaseEnvironment, build_timeout: float) -> None:
+    """`environment.start`, and on any failure its `stop`. An interrupt (Ctrl-C) first lets an
+    in-flight start settle, briefly: a `compose up` still running after `compose down` would
+    create a container nobody removes."""
+    start = asyncio.ensure_future(environment.start(force_build=False))
+    try:
+        async with asyncio.timeout(build_timeout):
+            await asyncio.shield(start)
+    except BaseException as exc:
+        if not start.done():
+            if isinstance(exc, TimeoutError):
+                start.cancel()
+            await asyncio.wait([start], timeout=60)
+        await environment.stop(delete=False)
+        raise
 
 
 def _rebind_build_lock(environment: BaseEnvironment) -> None:
@@ -219,6 +231,8 @@ def _create(task, environment, kwargs, sandbox_factory, sandbox_timeout, common)
             raise LocalEnvironmentError("; ".join(problems))
         return LocalEnvironment(**kwargs, **common)
     policy = task.harbor.config.environment.resolve_baseline()
+    if environment in ("docker", "podman"):
+        kwargs = {"extra_docker_compose": [str(FAST_STOP_OVERLAY)], **kwargs}
     if ":" in environment:
         return EnvironmentFactory.create_environment_from_import_path(
             environment, network_policy=policy, **kwargs, **common
