@@ -93,6 +93,8 @@ class HarborSandbox(SandboxInterface):
             parent = path.rsplit("/", 1)[0] or "/"
             await self.environment.exec(f"mkdir -p {shlex.quote(parent)}", user="root")
             await self.environment.upload_file(local, path)
+            if self.user not in (None, "root", 0):  # the agent's file, as if it wrote it
+                await self.environment.exec(f"chown {self.user} {shlex.quote(path)}", user="root")
 
     async def upload_dir(self, host_dir: Path, sandbox_dir: str) -> None:
         await self.environment.upload_dir(host_dir, sandbox_dir)

@@ -47,7 +47,7 @@ def folder_contents(root) -> dict[str, str]:
 
 def test_tasks_load_through_the_harbor_loader_with_the_expression_in_a_file(tmp_path):
     paths = write_tool_tasks(tmp_path, 6, seed=0)
-    tasks = load_tasks(tmp_path)
+    tasks = load_tasks(tmp_path).tasks
     assert sorted(t.path for t in tasks) == sorted(paths)
     for task in tasks:
         problem = read_problem(task.path)
@@ -55,7 +55,7 @@ def test_tasks_load_through_the_harbor_loader_with_the_expression_in_a_file(tmp_
         assert problem.expression not in task.instruction
         problem_file = task.path / "environment" / "problem.txt"
         assert problem_file.read_text() == problem.expression + "\n"
-        assert task.timeout("verifier", 0.0) == 30.0
+        assert task.harbor.config.verifier.timeout_sec == 30.0
     assert len({t.instruction for t in tasks}) > 1  # the wording varies a little
 
 
@@ -78,7 +78,7 @@ def test_rewriting_a_folder_with_fewer_tasks_leaves_only_those(tmp_path):
     write_tool_tasks(tmp_path, 5, seed=0)
     (tmp_path / "notes.txt").write_text("mine")
     write_tool_tasks(tmp_path, 2, seed=1)
-    assert len(load_tasks(tmp_path)) == 2
+    assert len(load_tasks(tmp_path).tasks) == 2
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -115,10 +115,11 @@ def wrong_answer_messages(problem):
 
 def short_prompt_builder(tasks_dir, groups: int) -> HarborDatasetBuilder:
     return HarborDatasetBuilder(
-        model_name_for_tokenizer="tiny-qwen3-1m",
+        model_name="tiny-qwen3-1m",
         tasks_dir=str(tasks_dir),
         group_size=1,
-        groups_per_batch=groups,
+        batch_size=groups,
+        environment="local",
         max_turns=3,
         system_prompt=SHORT_SYSTEM_PROMPT,
         tool_description=SHORT_TOOL_DESCRIPTION,

@@ -24,7 +24,7 @@ from tinker_cookbook.recipes.harbor_rl import train as harbor_train
 
 
 @chz.chz
-class CLIConfig(harbor_train.CLIConfig):
+class CLIConfig(harbor_train.HarborArgs):
     teacher_model: str = "Qwen/Qwen3-8B"
     teacher_checkpoint: str | None = None
     learning_rate: float = 1e-4

@@ -66,6 +66,7 @@ class EpisodeOptions:
         self.system_prompt, self.tool_description = system_prompt, tool_description
         self.enable_file_tools = enable_file_tools
         self.concurrency = concurrency or asyncio.Semaphore(64)
+        self.announced: set[str] = set()  # messages printed once per run, not once per group
 
 
 class HarborEnvGroupBuilder(EnvGroupBuilder):
@@ -79,7 +80,6 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
         self.environments: list[TaskEnvironment] = []
         self._held = 0  # concurrency permits held by this group
         self._errors: list[str] = []
-        self._announced: set[str] = set()
 
     async def make_envs(self) -> Sequence[Env]:
         results = await asyncio.gather(
@@ -118,8 +118,8 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
         )  # fmt: skip
 
     def _announce(self, message: str) -> None:
-        if message not in self._announced:
-            self._announced.add(message)
+        if message not in self.options.announced:
+            self.options.announced.add(message)
             print(message)
 
     def grading_errors(self) -> list[str]:

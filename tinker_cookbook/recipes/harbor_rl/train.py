@@ -20,7 +20,9 @@ from tinker_cookbook.rl import train
 
 
 @chz.chz
-class CLIConfig(RunArgs):
+class HarborArgs(RunArgs):
+    """What every Harbor recipe takes: the tasks, where episodes run, the agent's budget."""
+
     model_name: str = "Qwen/Qwen3-8B"
     tasks_dir: str | None = None
     dataset: str | None = None  # e.g. terminal-bench@2.0, as `harbor datasets download` names it
@@ -39,9 +41,6 @@ class CLIConfig(RunArgs):
     max_trajectory_tokens: int = 24576
     sandbox_timeout: int = 3600
     command_timeout: float = 120.0
-    grader_timeout: float | None = None  # default: each task's [verifier] timeout_sec
-    test_size: int = 0  # tasks held out, rolled out (graded) every eval_every steps
-    eval_every: int = 5
     learning_rate: float = 1e-5
     lora_rank: int = 32
     temperature: float = 1.0
@@ -52,8 +51,17 @@ class CLIConfig(RunArgs):
     tool_description: str | None = None
 
 
+@chz.chz
+class CLIConfig(HarborArgs):
+    """RL: the tasks' own grading is the reward."""
+
+    grader_timeout: float | None = None  # default: each task's [verifier] timeout_sec
+    test_size: int = 0  # tasks held out, rolled out and graded every eval_every steps
+    eval_every: int = 5
+
+
 def harbor_builder(
-    cli: CLIConfig, builder_class: type[HarborDatasetBuilder] = HarborDatasetBuilder
+    cli: HarborArgs, builder_class: type[HarborDatasetBuilder] = HarborDatasetBuilder
 ) -> HarborDatasetBuilder:
     return config_from_cli(builder_class, cli, batch_size=cli.groups_per_batch)
 

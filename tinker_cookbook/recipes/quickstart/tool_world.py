@@ -174,7 +174,8 @@ def write_task(folder: Path, problem: ArithProblem) -> Path:
     (folder / "tests").mkdir(exist_ok=True)
     (folder / "solution").mkdir(exist_ok=True)
     (folder / "task.toml").write_text(TASK_TOML)
-    (folder / "instruction.md").write_text(problem.instruction + "\n")
+    # No trailing newline: Harbor shows instruction.md as it is, and the transcripts must match.
+    (folder / "instruction.md").write_text(problem.instruction)
     (folder / "environment" / "Dockerfile").write_text(DOCKERFILE)
     (folder / "environment" / "problem.txt").write_text(problem.expression + "\n")
     test_sh = TEST_SH.format(answer_file=ANSWER_FILE, answer=problem.answer)
