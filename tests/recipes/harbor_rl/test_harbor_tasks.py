@@ -156,6 +156,11 @@ def test_bash_tool_caps_output_and_stops_hangs(tmp_path):
             flood = await tool({"command": "seq 1 100000"})
             hang = await tool({"command": "sleep 30"})
             ok = await tool({"command": "echo hi; echo oops >&2; exit 4"})
+            late = HarborBashTool(env.sandbox, deadline=0.0).bash
+            assert (
+                "time for this task is over"
+                in (await late({"command": "true"})).messages[0]["content"]
+            )
         finally:
             await env.stop()
         return flood, hang, ok

@@ -173,8 +173,7 @@ async def start_environment(
         session_id=trial_dir.name, trial_paths=paths, task_env_config=task.harbor.config.environment,
     )  # fmt: skip
     try:
-        harbor_env = _create(task, environment, environment_kwargs or {}, sandbox_factory,
-                             sandbox_timeout, common)  # fmt: skip
+        harbor_env = _create(task, environment, environment_kwargs or {}, sandbox_factory, common)
         if sandbox_factory is not None:
             harbor_env.sandbox = await sandbox_factory(task.environment_dir, sandbox_timeout)
         _rebind_build_lock(harbor_env)
@@ -222,7 +221,7 @@ def _rebind_build_lock(environment: BaseEnvironment) -> None:
         locks[environment.environment_name] = asyncio.Lock()
 
 
-def _create(task, environment, kwargs, sandbox_factory, sandbox_timeout, common) -> BaseEnvironment:
+def _create(task, environment, kwargs, sandbox_factory, common) -> BaseEnvironment:
     if sandbox_factory is not None:
         return SandboxEnvironment(sandbox=None, **common)  # the sandbox comes from the factory
     if environment == LOCAL:

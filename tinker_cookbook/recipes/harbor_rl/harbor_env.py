@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -102,7 +103,10 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
 
     def _env(self, environment: TaskEnvironment) -> Env:
         o = self.options
-        tools = [HarborBashTool(environment.sandbox, o.command_timeout).bash]
+        # The agent's time: the task's [agent] timeout_sec, at most sandbox_timeout.
+        budget = min(o.sandbox_timeout, environment.config.agent.timeout_sec or o.sandbox_timeout)
+        deadline = time.monotonic() + budget
+        tools = [HarborBashTool(environment.sandbox, o.command_timeout, deadline=deadline).bash]
         if o.enable_file_tools:
             tools += HarborFileTools(environment.sandbox, o.command_timeout).tools()
         reward = self.reward_fn or HarborReward(

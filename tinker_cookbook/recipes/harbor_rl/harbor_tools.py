@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -31,9 +32,10 @@ class HarborBashTool:
     `command_timeout` seconds."""
 
     def __init__(self, sandbox: SandboxInterface | None, command_timeout: float = 120.0,
-                 max_output_chars: int = MAX_OUTPUT_CHARS):  # fmt: skip
+                 max_output_chars: int = MAX_OUTPUT_CHARS, deadline: float | None = None):  # fmt: skip
         self.sandbox, self.command_timeout = sandbox, command_timeout
         self.max_output_chars = max_output_chars
+        self.deadline = deadline  # time.monotonic() after which no command runs (agent timeout)
 
     @tool
     async def bash(
@@ -41,14 +43,19 @@ class HarborBashTool:
     ) -> str:
         """Run a bash command in the task's environment and see its output and exit code."""
         assert self.sandbox is not None, "HarborBashTool needs a sandbox to run commands"
+        timeout = self.command_timeout
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - time.monotonic())
+            if timeout <= 0:
+                return "[the agent's time for this task is over; the command did not run]"
         r = await self.sandbox.run_command(
-            command, timeout=self.command_timeout, max_output_bytes=4 * self.max_output_chars
+            command, timeout=timeout, max_output_bytes=4 * self.max_output_chars
         )
         text = r.stdout + (f"\n[stderr]\n{r.stderr}" if r.stderr.strip() else "")
         text = _cap(text, self.max_output_chars)
         notes = []
         if r.timed_out:
-            notes.append(f"command timed out after {self.command_timeout:g}s and was stopped")
+            notes.append(f"command timed out after {timeout:g}s and was stopped")
         if r.output_truncated:
             notes.append("output exceeded the limit and was cut")
         notes.append(f"exit code {r.exit_code}")
