@@ -61,7 +61,8 @@ CLI_TASKS = ["workdir-report", "agent-user-home", "multi-key-inventory"]
 
 
 def test_harbors_own_cli_gives_the_same_rewards(podman, tmp_path):
-    """`harbor run -e podman -a oracle` and `-a nop` (all six at once) against our episodes."""
+    """Our episodes, then `harbor run -e podman -a oracle` and `-a nop` (all six at once)."""
+    checks = check_all("podman", [t for t in TASKS if t.name in CLI_TASKS])
     harbor = Path(sys.executable).parent / "harbor"
     runs = {
         (task, agent): subprocess.Popen(
@@ -88,7 +89,6 @@ def test_harbors_own_cli_gives_the_same_rewards(podman, tmp_path):
         for task in CLI_TASKS
         for agent in ("oracle", "nop")
     }
-    checks = check_all("podman", [t for t in TASKS if t.name in CLI_TASKS])
     for (task, agent), run in runs.items():
         assert run.wait(timeout=600) == 0, (
             f"harbor run {task} -a {agent}: {run.stderr.read()[-1500:]}"

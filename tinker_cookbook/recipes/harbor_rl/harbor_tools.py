@@ -151,8 +151,8 @@ def training_reward(rewards: dict[str, float]) -> tuple[float, str]:
 class HarborReward:
     """Grades an episode with Harbor's verifier in the episode's environment. Every key of
     reward.json becomes a metric `reward/<key>`. A grader that produces no reward is a grading
-    error: metric `grading_error` = 1, the message goes to `on_error`, and the reward is NaN-free
-    0.0 that the training loop drops (it never trains on it)."""
+    error: metric `grading_error` = 1 and the message goes to `on_error`; the 0.0 returned then
+    is never trained on (the training loop drops groups with grading errors)."""
 
     def __init__(
         self,
