@@ -1,6 +1,7 @@
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Tests never touch the user's cache or the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
 # Podman on machines like this one (see scripts/podman/containers.conf), never by editing the
 # machine's own configuration; Harbor finds podman-compose beside this interpreter.
-os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "scripts" / "podman" / "containers.conf"))
+def podman_conf() -> Path:
+    """The project's containers.conf; without the host's local CA folder, a copy that does not
+    mount it (podman refuses a volume whose source is missing)."""
+    conf = ROOT / "scripts" / "podman" / "containers.conf"
+    if Path("/usr/local/share/ca-certificates").is_dir():
+        return conf
+    lines = [line for line in conf.read_text().splitlines() if not line.startswith("volumes")]
+    copy = Path(tempfile.mkdtemp(prefix="tinker-podman-")) / "containers.conf"
+    copy.write_text("\n".join(lines) + "\n")
+    return copy
+
+
+os.environ.setdefault("CONTAINERS_CONF", str(podman_conf()))
 os.environ.setdefault("BUILDAH_ISOLATION", "chroot")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
