@@ -10,6 +10,7 @@ episode the same way whichever sandbox ran it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import math
 import shlex
@@ -181,8 +182,6 @@ class SandboxEnvironment(BaseEnvironment):
 
     async def _tar_out(self, path: str, contents: bool = False) -> bytes:
         """The sandbox's `path` as a tar stream, base64 through the text channel."""
-        import base64
-
         target = f"-C {shlex.quote(path)} ." if contents else shlex.quote(path)
         result = await self.sandbox.run_command(
             f"set -o pipefail; tar -c {target} | base64 -w0",

@@ -48,9 +48,11 @@ def resolve_environment(name: str) -> str:
     """`auto` -> docker when its daemon answers, else podman when installed; other names are
     checked against Harbor's environment types (or `module:Class` import paths)."""
     if name == "auto":
-        for engine in ("docker", "podman"):
-            if shutil.which(engine) and _answers(engine):
-                return engine
+        found = next((e for e in ("docker", "podman") if shutil.which(e) and _answers(e)), None)
+        if found is not None:
+            print(f"environment=auto: episodes run in {found}")
+            name = found
+    if name == "auto":
         raise HarborTaskError(
             "environment=auto found no working container engine (docker, podman); install one "
             "(`bash scripts/setup.sh` installs podman), or use environment=local for tasks "

@@ -8,6 +8,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import chz
@@ -51,23 +52,23 @@ def system_message(
     return tool_system_message(tools, system_prompt or None, tool_description)
 
 
+@dataclass
 class EpisodeOptions:
     """How each episode runs: where its environment comes from and what the agent gets."""
 
-    def __init__(self, environment: str = "local", environment_kwargs: dict[str, Any] | None = None,
-                 sandbox_factory: SandboxFactory | None = None, sandbox_timeout: int = 3600,
-                 command_timeout: float = 120.0, grader_timeout: float | None = None,
-                 max_turns: int = 10, max_trajectory_tokens: int = 32768,
-                 system_prompt: str = SYSTEM_PROMPT, tool_description: str | None = None,
-                 enable_file_tools: bool = False, concurrency: asyncio.Semaphore | None = None):  # fmt: skip
-        self.environment, self.environment_kwargs = environment, environment_kwargs or {}
-        self.sandbox_factory, self.sandbox_timeout = sandbox_factory, sandbox_timeout
-        self.command_timeout, self.grader_timeout = command_timeout, grader_timeout
-        self.max_turns, self.max_trajectory_tokens = max_turns, max_trajectory_tokens
-        self.system_prompt, self.tool_description = system_prompt, tool_description
-        self.enable_file_tools = enable_file_tools
-        self.concurrency = concurrency or asyncio.Semaphore(64)
-        self.announced: set[str] = set()  # messages printed once per run, not once per group
+    environment: str = "local"
+    environment_kwargs: dict[str, Any] = field(default_factory=dict)
+    sandbox_factory: SandboxFactory | None = None
+    sandbox_timeout: int = 3600
+    command_timeout: float = 120.0
+    grader_timeout: float | None = None
+    max_turns: int = 10
+    max_trajectory_tokens: int = 32768
+    system_prompt: str = SYSTEM_PROMPT
+    tool_description: str | None = None
+    enable_file_tools: bool = False
+    concurrency: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
+    announced: set[str] = field(default_factory=set)  # printed once per run, not per group
 
 
 class HarborEnvGroupBuilder(EnvGroupBuilder):
@@ -228,11 +229,19 @@ class HarborDatasetBuilder(RLDatasetBuilder):
             "factory" if self.sandbox_factory is not None else resolve_environment(self.environment)
         )
         return EpisodeOptions(
-            environment, dict(self.environment_kwargs), self.sandbox_factory, self.sandbox_timeout,
-            self.command_timeout, self.grader_timeout, self.max_turns, self.max_trajectory_tokens,
-            self.resolved_system_prompt(), self.tool_description, self.enable_file_tools,
-            asyncio.Semaphore(self.max_concurrent_environments),
-        )  # fmt: skip
+            environment=environment,
+            environment_kwargs=dict(self.environment_kwargs),
+            sandbox_factory=self.sandbox_factory,
+            sandbox_timeout=self.sandbox_timeout,
+            command_timeout=self.command_timeout,
+            grader_timeout=self.grader_timeout,
+            max_turns=self.max_turns,
+            max_trajectory_tokens=self.max_trajectory_tokens,
+            system_prompt=self.resolved_system_prompt(),
+            tool_description=self.tool_description,
+            enable_file_tools=self.enable_file_tools,
+            concurrency=asyncio.Semaphore(self.max_concurrent_environments),
+        )
 
     def make_datasets(
         self, reward_fn: RewardFn | None
