@@ -29,16 +29,29 @@ def is_finished(last: dict | None) -> bool:
     return last is not None and last.get("name") == "final"
 
 
-def training_client_future(config: Any, service: Any, resume: dict | None) -> Any:
+def training_client_future(
+    config: Any, service: Any, resume: dict | None, user_metadata: dict | None = None
+) -> Any:
     """A future of the run's training client (await it or call .result()): resumed with its
-    optimizer, started from `load_checkpoint_path`, or a fresh LoRA client."""
+    optimizer, started from `load_checkpoint_path`, or a fresh LoRA client. `user_metadata`
+    (e.g. renderer_name, recipe_name; None values dropped) goes with the run to the server;
+    a checkpoint trained with another renderer than `user_metadata["renderer_name"]` warns."""
+    meta = {k: str(v) for k, v in (user_metadata or {}).items() if v is not None}
+    extra = {"user_metadata": meta} if meta else {}
     if resume is not None:
         logger.info("Resuming from %s at step %d", resume["state_path"], resume["step"])
-        return service.create_training_client_from_state_with_optimizer(resume["state_path"])
-    if config.load_checkpoint_path and config.load_optimizer_state:
-        return service.create_training_client_from_state_with_optimizer(config.load_checkpoint_path)
-    if config.load_checkpoint_path:
-        return service.create_training_client_from_state(config.load_checkpoint_path)
+        return service.create_training_client_from_state_with_optimizer(
+            resume["state_path"], **extra
+        )
+    path = config.load_checkpoint_path
+    if path:
+        from tinker_cookbook.checkpoint_utils import check_renderer_name_for_checkpoint
+
+        check_renderer_name_for_checkpoint(None, path, meta.get("renderer_name"))
+    if path and config.load_optimizer_state:
+        return service.create_training_client_from_state_with_optimizer(path, **extra)
+    if path:
+        return service.create_training_client_from_state(path, **extra)
     return service.create_lora_training_client(
-        base_model=config.model_name, rank=config.lora_rank, seed=config.seed
+        base_model=config.model_name, rank=config.lora_rank, seed=config.seed, **extra
     )

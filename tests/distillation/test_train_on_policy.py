@@ -9,11 +9,8 @@ import pytest
 
 from tests.distillation.conftest import DEEPMATH, TULU3
 from tinker_cookbook.distillation import train_on_policy
-from tinker_cookbook.distillation.train_on_policy import (
-    DistillationDatasetConfig,
-    TeacherConfig,
-    TeacherError,
-)
+from tinker_cookbook.distillation.datasets import TeacherConfig
+from tinker_cookbook.distillation.train_on_policy import TeacherError
 from tinker_cookbook.recipes.distillation import on_policy_distillation as single
 from tinker_cookbook.recipes.distillation import on_policy_multi_teacher as multi
 from tinker_cookbook.utils.checkpoints import load_checkpoints
@@ -65,7 +62,7 @@ def test_each_dataset_is_scored_by_its_own_teacher(tmp_path, trained_teacher, sw
     run_multi(
         tmp_path, f"deepmath_dataset_path={DEEPMATH}", f"tulu3_dataset_path={TULU3}",
         "deepmath_groups_per_batch=3", "tulu3_groups_per_batch=2", "max_steps=1", "learning_rate=0",
-        f"deepmath_teacher={dm[0]}", f"tulu3_teacher={tulu[0]}",
+        f"deepmath_teacher_model={dm[0]}", f"tulu3_teacher_model={tulu[0]}",
         *([f"deepmath_teacher_checkpoint={dm[1]}"] if dm[1] else []),
         *([f"tulu3_teacher_checkpoint={tulu[1]}"] if tulu[1] else []),
     )  # fmt: skip
@@ -170,10 +167,7 @@ def test_bad_configs_fail_before_sampling(tmp_path):
         )
     )
     no_teacher = chz.replace(
-        config,
-        dataset_configs=[
-            DistillationDatasetConfig(dataset_builder=config.dataset_configs[0].dataset_builder)
-        ],
+        config, dataset_configs=[chz.replace(config.dataset_configs[0], teacher_config=None)]
     )
     with pytest.raises(
         ValueError, match=r"dataset_configs\[0\] \(deepmath\) has no teacher_config"
@@ -223,7 +217,7 @@ def test_seed_commands_parse_as_written():
         and cfg.learning_rate == 1e-4
         and cfg.lora_rank == 128
     )
-    assert ds.groups_per_batch == 512 and ds.dataset_builder.dataset == "deepmath"
+    assert ds.groups_per_batch == 512 and ds.dataset_builder.dataset_name == "deepmath"
     assert ds.teacher_config.base_model == "Qwen/Qwen3-8B" and cfg.loss_fn == "importance_sampling"
     assert cfg.evaluator_builders  # held-out DeepMath pass@1
 
@@ -237,7 +231,7 @@ def test_seed_commands_parse_as_written():
             "wandb_project=cookbook_distillation",
         ]  # fmt: skip
     )
-    assert single.build_config(tulu).dataset_configs[0].dataset_builder.dataset == "tulu3"
+    assert single.build_config(tulu).dataset_configs[0].dataset_builder.dataset_name == "tulu3"
 
     mt = multi.build_config(
         chz.Blueprint(multi.CLIConfig).make_from_argv(
@@ -250,7 +244,7 @@ def test_seed_commands_parse_as_written():
             ]  # fmt: skip
         )
     )
-    assert [(d.dataset_builder.dataset, d.groups_per_batch) for d in mt.dataset_configs] == [
+    assert [(d.dataset_builder.dataset_name, d.groups_per_batch) for d in mt.dataset_configs] == [
         ("deepmath", 256),
         ("tulu3", 256),
     ]

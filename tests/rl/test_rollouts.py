@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from tinker import types
 
-from tinker_cookbook.rl.rollouts import RolloutError, do_group_rollouts
+from tinker_cookbook.rl.rollouts import GroupRolloutError, do_group_rollouts
 from tinker_cookbook.rl.types import Env, EnvGroupBuilder, StepResult, TokensWithLogprobs
 
 
@@ -56,12 +56,13 @@ def test_failing_group_is_reported_and_others_complete():
     assert "env group broken failed: ValueError: sandbox exploded" in errors[0]
     assert all(b.cleaned for b in builders)  # cleanup runs on failure too
     ok = groups[0]
-    assert len(ok.trajectories) == 3 and all(len(t.transitions) == 2 for t in ok.trajectories)
-    assert ok.total_rewards() == [4.0, 4.0, 4.0]
+    assert len(ok.trajectories_G) == 3
+    assert all(len(t.transitions) == 2 for t in ok.trajectories_G)
+    assert ok.get_total_rewards() == [4.0, 4.0, 4.0]
 
 
 def test_rollout_error_type():
-    with pytest.raises(RolloutError):
+    with pytest.raises(GroupRolloutError):
         from tinker_cookbook.rl.rollouts import do_group_rollout
 
         asyncio.run(do_group_rollout(Builder(fail=True), policy))

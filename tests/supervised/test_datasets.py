@@ -79,7 +79,10 @@ def test_messages_schema_and_parquet_and_json(tmp_path, tokenizer):
             common_config=common(), file_path=str(tmp_path / name)
         )()
         texts = sorted(weighted_text(tokenizer, d) for d in train.get_batch(0))
-        assert texts == [f"yo {i}<|im_end|>" for i in range(4)]
+        # (the qwen3 format may open an answer with an empty think block)
+        assert [t.split("</think>\n\n")[-1] for t in texts] == [
+            f"yo {i}<|im_end|>" for i in range(4)
+        ]
 
 
 BAD_ROWS = [

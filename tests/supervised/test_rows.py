@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from tinker_cookbook.renderers import TrainOnWhat, get_renderer
+from tinker_cookbook.renderers import ToolCall, TrainOnWhat, get_renderer
+from tinker_cookbook.renderers.messages import get_text_content
 from tinker_cookbook.supervised.datasets import (
     ChatDatasetBuilderCommonConfig,
     FromConversationFileBuilder,
@@ -13,6 +14,7 @@ from tinker_cookbook.supervised.datasets import (
 from tinker_cookbook.supervised.rows import BadRowError, messages_from_row
 
 CALL = {"name": "bash", "arguments": {"command": "echo $((2+3)) > /app/answer.txt"}}
+TOOL_CALL = ToolCall.from_arguments(CALL["name"], CALL["arguments"])  # what rows become
 TOOL_ROW = {
     "messages": [
         {"role": "system", "content": "You have a bash tool."},
@@ -33,7 +35,7 @@ def weighted_and_all_text(tokenizer, datum) -> tuple[str, str]:
 
 def test_tool_calls_and_tool_names_are_kept():
     messages = messages_from_row(TOOL_ROW, "row 0")
-    assert messages[2] == {"role": "assistant", "content": "", "tool_calls": [CALL]}
+    assert messages[2] == {"role": "assistant", "content": "", "tool_calls": [TOOL_CALL]}
     assert messages[3] == {"role": "tool", "name": "bash", "content": "[exit code 0]"}
     # Plain rows are unchanged: no empty tool_calls or names appear.
     plain = messages_from_row(
@@ -56,15 +58,21 @@ def test_a_tool_row_trains_only_on_the_assistant_turns_in_qwen3_format(tmp_path,
     ].get_batch(0)
     trained, everything = weighted_and_all_text(tokenizer, datum)
     call_json = json.dumps(CALL)
-    assert trained == f"<tool_call>\n{call_json}\n</tool_call><|im_end|>Done.<|im_end|>"
+    assert trained.startswith(f"<tool_call>\n{call_json}\n</tool_call><|im_end|>")
+    assert trained.endswith("Done.<|im_end|>") and "tool_response" not in trained
     assert (
         "<|im_start|>user\n<tool_response>\n[exit code 0]\n</tool_response><|im_end|>" in everything
     )
     # What the model learns to say parses back into the same tool call.
     renderer = get_renderer("qwen3", tokenizer)
-    body = renderer.render_message(messages_from_row(TOOL_ROW, "r")[2], is_last=False).body
-    parsed, ok = renderer.parse_response(body)
-    assert ok and parsed["tool_calls"] == [CALL] and parsed["content"] == ""
+    model_input, weights = renderer.build_supervised_example(
+        messages_from_row(TOOL_ROW, "r")[:3], train_on_what=TrainOnWhat.LAST_ASSISTANT_MESSAGE
+    )
+    body = [t for t, w in zip(model_input.to_ints(), weights.tolist(), strict=True) if w > 0]
+    parsed, complete = renderer.parse_response(body)
+    calls = [(c.function.name, c.parsed_arguments()) for c in parsed["tool_calls"]]
+    assert complete and calls == [("bash", CALL["arguments"])]
+    assert get_text_content(parsed) == ""
 
 
 def test_openai_shaped_calls_and_json_string_arguments_are_normalised():
@@ -83,7 +91,7 @@ def test_openai_shaped_calls_and_json_string_arguments_are_normalised():
     assert messages_from_row(row, "r")[2] == {
         "role": "assistant",
         "content": "",
-        "tool_calls": [CALL],
+        "tool_calls": [TOOL_CALL],
     }
 
 

@@ -1,167 +1,281 @@
-"""The agent episode loop and its token-level Env, driven by scripted model replies."""
+"""The agent episode: message-level behaviour, then the token-level env from
+`build_agent_tool_env` (the one-character renderer, then the real Qwen3 renderer)."""
 
 import asyncio
 import json
 
 import pytest
 
+from tests.tool_use.char_renderer import CharRenderer, decode, encode, reply
 from tinker_cookbook.local import get_tokenizer
 from tinker_cookbook.renderers import get_renderer
-from tinker_cookbook.tool_use import AgentToolMessageEnv, build_agent_tool_env, tool
+from tinker_cookbook.renderers.messages import ToolCall, UnparsedToolCall
+from tinker_cookbook.tool_use import (
+    AgentToolMessageEnv,
+    ToolError,
+    ToolInput,
+    ToolResult,
+    build_agent_tool_env,
+    simple_tool_result,
+    tool,
+)
 
-CALLS = []
+seen_keys: list[str] = []
 
 
 @tool
-def lookup(key: str) -> str:
+async def lookup(key: str) -> ToolResult:
     """Look a key up."""
-    CALLS.append(key)
-    return {"a": "1", "b": "2"}.get(key, "missing")
+    seen_keys.append(key)
+    return simple_tool_result({"a": "1", "b": "2"}.get(key, "missing"), metadata={"key": key})
 
 
 @tool
-async def finish(answer: str):
+def finish(answer: str) -> ToolResult:
     """Submit the answer and end."""
-    from tinker_cookbook.tool_use import ToolResult
-
-    return ToolResult.text("finish", "submitted", should_stop=True)
+    return simple_tool_result("submitted", should_stop=True, metrics={"answers": 1.0})
 
 
-def call_msg(*calls):
-    return {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"name": n, "arguments": a} for n, a in calls],
+@tool
+def crash(x: int) -> ToolResult:
+    """A tool with a bug."""
+    return ToolResult(mesages=[])  # type: ignore[call-arg]
+
+
+class Notes:
+    """A user's tool class implementing the protocol by hand."""
+
+    name = "note"
+    description = "Keep a note."
+    parameters_schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+
+    def __init__(self):
+        self.notes: list[str] = []
+
+    async def run(self, input: ToolInput) -> ToolResult:
+        self.notes.append(input.arguments["text"])
+        return simple_tool_result(f"{len(self.notes)} notes", metadata={"count": len(self.notes)})
+
+    def to_spec(self):
+        return {"name": self.name, "description": self.description, "parameters": {}}
+
+
+def calls(*pairs, text=""):
+    tool_calls = [ToolCall.from_arguments(n, a, id=f"c{i}") for i, (n, a) in enumerate(pairs)]
+    return {"role": "assistant", "content": text, "tool_calls": tool_calls}
+
+
+def unparsed(*errors, valid=()):
+    message = calls(*valid)
+    message["unparsed_tool_calls"] = [UnparsedToolCall(raw_text="{", error=e) for e in errors]
+    return message
+
+
+async def graded(history):
+    return float(any(m.get("content") == "submitted" for m in history)), {"len": len(history)}
+
+
+def message_env(tools=(lookup, finish), **kwargs):
+    kwargs.setdefault("max_turns", 5)
+    return AgentToolMessageEnv(
+        tools=list(tools), initial_messages=[{"role": "user", "content": "go"}],
+        reward_fn=graded, **kwargs,
+    )  # fmt: skip
+
+
+def steps(env, *messages):
+    async def go():
+        await env.initial_observation()
+        return [await env.step(m) for m in messages]
+
+    return asyncio.run(go())
+
+
+def test_calls_run_and_the_episode_ends_without_a_call():
+    env = message_env()
+    first, last = steps(env, calls(("lookup", {"key": "a"}), ("lookup", {"key": "zz"})), calls())
+    assert not first.episode_done and first.reward == 0.0
+    assert [m["content"] for m in first.next_messages[2:]] == ["1", "missing"]
+    assert [m["tool_call_id"] for m in first.next_messages[2:]] == ["c0", "c1"]
+    assert first.metrics == {"tool_calls": 2.0}
+    assert last.episode_done and last.reward == 0.0
+    assert last.metrics == {"stop/completed": 1.0, "len": 5}
+    assert last.next_messages == env.history and len(env.history) == 5
+
+
+def test_tool_result_metadata_and_metrics_reach_the_caller():
+    env = message_env([lookup, finish, Notes()])
+    first, last = steps(env, calls(("lookup", {"key": "b"}), ("note", {"text": "x"})),
+                        calls(("finish", {"answer": "2"})))  # fmt: skip
+    assert [r.metadata for r in env.tool_results[:2]] == [{"key": "b"}, {"count": 1}]
+    assert json.loads(first.logs["tool_metadata_1"]) == {"count": 1}
+    assert first.logs["tool_call_0"] == 'lookup({"key": "b"})' and first.logs["tool_result_1"]
+    assert last.episode_done and last.reward == 1.0
+    assert last.metrics["answers"] == 1.0 and last.metrics["stop/tool_stopped"] == 1.0
+
+
+def test_the_models_mistakes_are_tool_messages_it_can_read():
+    env = message_env()
+    (step,) = steps(env, calls(("nope", {}), ("lookup", {"key": 3})))
+    first, second = (json.loads(m["content"])["error"] for m in step.next_messages[-2:])
+    assert first == "unknown tool 'nope'; available tools: finish, lookup"
+    assert second.startswith("invalid arguments for tool 'lookup': key: Input should be")
+    assert step.metrics["tool_errors/tool_not_found"] == 1.0
+    assert step.metrics["tool_errors/validation_failed"] == 1.0 and not step.episode_done
+
+
+def test_a_tools_bug_ends_the_episode_with_the_tools_name():
+    env = message_env([lookup, crash])
+    with pytest.raises(ToolError, match="tool 'crash' raised TypeError") as info:
+        steps(env, calls(("crash", {"x": 1})))
+    assert "mesages" in str(info.value.__cause__)
+
+
+def test_unparseable_calls_get_a_tool_message_and_failed_parse_reward():
+    ended = message_env(failed_parse_reward=-0.7)
+    (step,) = steps(ended, unparsed("bad JSON at line 1"))
+    assert step.episode_done and step.reward == -0.7
+    assert step.metrics == {"parse_error": 1.0, "stop/parse_error": 1.0}
+    assert json.loads(step.next_messages[-1]["content"]) == {
+        "error": "tool call could not be parsed: bad JSON at line 1"
     }
+    retried = message_env(failed_parse_reward=-0.7, terminate_on_parse_error=False)
+    first, second = steps(retried, unparsed("oops"), calls(("finish", {"answer": "1"})))
+    assert not first.episode_done and first.reward == -0.7
+    assert second.episode_done and second.reward == 1.0
+    mixed = message_env(failed_parse_reward=-0.7)
+    (step,) = steps(mixed, unparsed("oops", valid=[("lookup", {"key": "a"})]))
+    assert not step.episode_done and step.reward == 0.0 and step.metrics["parse_error"] == 1.0
+    assert [m["content"][:10] for m in step.next_messages[-2:]] == ["1", '{"error": ']
 
 
-def reward_of(history):
-    return float(any(m.get("content") == "submitted" for m in history)), {
-        "history_len": float(len(history))
-    }
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def test_message_loop_runs_calls_and_ends_on_no_call():
-    env = AgentToolMessageEnv(
-        [lookup, finish], [{"role": "user", "content": "go"}], reward_of, max_turns=5
-    )
-    r = run(env.step(call_msg(("lookup", {"key": "a"}), ("lookup", {"key": "zz"}), ("nope", {}))))
-    assert not r.done and [m["content"] for m in r.new_messages][:2] == ["1", "missing"]
-    assert "unknown tool 'nope'; available tools: finish, lookup" in r.new_messages[2]["content"]
-    r = run(env.step({"role": "assistant", "content": "done"}))
-    assert r.done and r.end_reason == "no_tool_call"
-    reward, metrics = run(env.final_reward())
-    assert reward == 0.0 and metrics["tool/calls"] == 3 and metrics["tool/unknown_tool"] == 1.0
-
-
-def test_stop_tool_max_turns_and_call_cap():
-    env = AgentToolMessageEnv(
-        [lookup, finish], [], reward_of, max_turns=5, max_tool_calls_per_turn=1
-    )
-    r = run(env.step(call_msg(("lookup", {"key": "b"}), ("finish", {"answer": "2"}))))
-    assert "at most 1 tool calls per turn" in r.new_messages[1]["content"] and not r.done
-    r = run(env.step(call_msg(("finish", {"answer": "2"}))))
-    assert r.done and r.end_reason == "tool_stop"
-    assert run(env.final_reward())[0] == 1.0
-    capped = AgentToolMessageEnv([lookup], [], reward_of, max_turns=1)
-    assert run(capped.step(call_msg(("lookup", {"key": "a"})))).end_reason == "max_turns"
-
-
-def test_malformed_calls_end_with_penalty_or_get_a_retry():
-    broken = {
-        "role": "assistant",
-        "content": "",
-        "tool_call_error": "tool call '{' is not valid JSON",
-    }
-    ender = AgentToolMessageEnv([lookup], [], reward_of, on_malformed="end", malformed_penalty=-0.5)
-    assert run(ender.step(dict(broken))).end_reason == "malformed_tool_call"
-    assert run(ender.final_reward())[0] == -0.5
-    retry = AgentToolMessageEnv([lookup], [], reward_of, on_malformed="retry")
-    r = run(retry.step(dict(broken)))
+def test_turn_and_call_budgets():
+    capped = message_env(max_turns=1)
+    (step,) = steps(capped, calls(("lookup", {"key": "a"})))
+    assert step.episode_done and step.metrics["stop/max_turns"] == 1.0
+    budget = message_env(max_tool_calls=2)
+    first, second = steps(budget, calls(("lookup", {"key": "a"})),
+                          calls(("lookup", {"key": "b"}), ("lookup", {"key": "c"})))  # fmt: skip
+    assert not first.episode_done and second.episode_done
     assert (
-        not r.done
-        and "could not be used: tool call '{' is not valid JSON" in r.new_messages[0]["content"]
+        second.metrics["stop/max_tool_calls"] == 1.0
+        and "1 call(s) not run" in second.logs["tool_calls_dropped"]
     )
-    with pytest.raises(ValueError, match="on_malformed"):
-        AgentToolMessageEnv([lookup], [], reward_of, on_malformed="ignore")
+    per_turn = message_env(max_tool_calls_per_turn=1)
+    (step,) = steps(per_turn, calls(("lookup", {"key": "a"}), ("lookup", {"key": "b"})))
+    assert "at most 1 tool calls per turn" in step.next_messages[-1]["content"]
+    assert step.metrics["tool_calls"] == 1.0 and not step.episode_done
 
 
-def test_token_env_masks_and_extends_one_sequence():
-    """Scripted replies through the real Qwen3 renderer: each observation extends the last
-    one by exactly the sampled tokens plus the rendered tool result and header."""
-    tok = get_tokenizer("Qwen/Qwen3-8B")
-    renderer = get_renderer("qwen3", tok)
+def test_sequential_execution_keeps_the_written_order_and_bad_settings_are_named():
+    seen_keys.clear()
+    env = message_env(tool_execution="sequential")
+    steps(env, calls(*[("lookup", {"key": k}) for k in "abcd"]))
+    assert seen_keys == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="tool_execution='threads'"):
+        message_env(tool_execution="threads")
+    with pytest.raises(TypeError, match=r"tools\[1\] \('lookup'\) is not a Tool"):
+        message_env([lookup, "lookup"])
+    with pytest.raises(ValueError, match=r"share the name\(s\) \['lookup'\]"):
+        message_env([lookup, lookup])
+
+
+def test_token_env_keeps_sampled_tokens_and_renders_tool_results_after_them():
+    notes = Notes()
     env = build_agent_tool_env(
-        renderer,
-        [lookup, finish],
-        [{"role": "user", "content": "What is a?"}],
-        reward_of,
-        max_turns=4,
+        CharRenderer(), [lookup, notes], [{"role": "user", "content": "hi"}], graded
     )
-    ob0, stop = run(env.initial_observation())
-    assert stop == [151645] and "# Tools" in tok.decode(ob0.to_ints())
-    reply1 = tok.encode(
-        '<tool_call>\n{"name": "lookup", "arguments": {"key": "a"}}\n</tool_call>'
-    ) + [151645]
-    s1 = run(env.step(reply1))
-    assert not s1.episode_done and s1.reward == 0.0
-    ob1 = s1.next_observation.to_ints()
-    assert ob1[: len(ob0.to_ints()) + len(reply1)] == ob0.to_ints() + reply1
-    added = tok.decode(ob1[len(ob0.to_ints()) + len(reply1) :])
-    assert (
-        added
-        == "\n<|im_start|>user\n<tool_response>\n1\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
-    )
-    reply2 = tok.encode(
-        '<tool_call>\n{"name": "finish", "arguments": {"answer": "1"}}\n</tool_call>'
-    ) + [151645]
-    s2 = run(env.step(reply2))
-    assert s2.episode_done and s2.reward == 1.0 and s2.metrics["end_reason/tool_stop"] == 1.0
+    call = reply(' \ncall note {"text": "x"}')  # the blank line is parsed away
+
+    async def go():
+        ob, _ = await env.initial_observation()
+        return ob, await env.step(call), await env.step(reply("bye"))
+
+    ob, first, last = asyncio.run(go())
+    assert notes.notes == ["x"] and not first.episode_done
+    assert first.next_observation.to_ints() == ob.to_ints() + call + encode("[tool]1 notes") + [
+        0
+    ] + encode("[assistant]")
+    assert last.episode_done and last.metrics["stop/completed"] == 1.0
 
 
-def test_context_overflow_and_truncation_end_the_episode():
-    tok = get_tokenizer("Qwen/Qwen3-8B")
-    renderer = get_renderer("qwen3", tok)
+def test_token_env_bounds_and_penalties():
+    def env(**kwargs):
+        return build_agent_tool_env(
+            CharRenderer(), [lookup], [{"role": "user", "content": "hi"}], graded, **kwargs
+        )
+
+    async def one(e, action, extra=None):
+        await e.initial_observation()
+        return await e.step(action, extra=extra)
+
+    cut = asyncio.run(one(env(), encode("call look")))  # no end of turn: max_tokens hit
+    assert cut.episode_done and cut.reward == -0.1 and cut.metrics["stop/max_tokens"] == 1.0
+    broken = asyncio.run(one(env(failed_parse_reward=-1.0), reply("call lookup {")))
+    assert broken.episode_done and broken.reward == -1.0
+    tight = env(max_trajectory_tokens=60, max_generation_tokens=20)
+    step = asyncio.run(one(tight, reply('call lookup {"key": "a"}')))
+    assert step.episode_done and step.metrics["stop/context_overflow"] == 1.0
+
+
+def test_system_prompt_or_tool_description_declares_the_tools():
+    def first_prompt(**kwargs):
+        messages = [{"role": "system", "content": "Old."}, {"role": "user", "content": "hi"}]
+        e = build_agent_tool_env(CharRenderer(), [lookup], messages, graded, **kwargs)
+        return decode(asyncio.run(e.initial_observation())[0].to_ints())
+
+    assert first_prompt() == "[system]Old.|[user]hi|[assistant]"
+    assert first_prompt(system_prompt="New.").startswith("[system]New.\n\n# Tools\n")
+    assert first_prompt(system_prompt="").startswith("[system]# Tools\n")
+    short = first_prompt(tool_description="Call lookup(key).")
+    assert short == "[system]Old.\n\nCall lookup(key).|[user]hi|[assistant]"
+
+
+QWEN_TOKENIZER = get_tokenizer("tiny-qwen3-1m")
+
+
+def qwen_reply(text: str) -> list[int]:
+    return QWEN_TOKENIZER.encode(text, add_special_tokens=False) + [
+        QWEN_TOKENIZER.convert_tokens_to_ids("<|im_end|>")
+    ]
+
+
+def test_qwen3_episode_with_a_protocol_tool_and_a_decorated_tool():
+    renderer = get_renderer("qwen3", QWEN_TOKENIZER)
+    notes = Notes()
     env = build_agent_tool_env(
-        renderer, [lookup], [{"role": "user", "content": "hi"}], reward_of, max_trajectory_tokens=10
+        renderer, [notes, finish], [{"role": "user", "content": "note x"}], graded, max_turns=4
     )
-    run(env.initial_observation())
-    reply = tok.encode(
-        json.dumps({"x": 1})
-        + '<tool_call>\n{"name": "lookup", "arguments": {"key": "a"}}\n</tool_call>'
-    ) + [151645]
-    assert run(env.step(reply)).metrics["end_reason/context_overflow"] == 1.0
-    env2 = build_agent_tool_env(renderer, [lookup], [{"role": "user", "content": "hi"}], reward_of)
-    run(env2.initial_observation())
-    assert run(env2.step(tok.encode("I was cut off mid"))).metrics["end_reason/truncated"] == 1.0
+    call = qwen_reply('<tool_call>\n{"name": "note", "arguments": {"text": "x"}}\n</tool_call>')
+    done = qwen_reply('<tool_call>\n{"name": "finish", "arguments": {"answer": "x"}}\n</tool_call>')
+
+    async def go():
+        ob, _ = await env.initial_observation()
+        return ob, await env.step(call), await env.step(done)
+
+    ob, first, last = asyncio.run(go())
+    assert notes.notes == ["x"] and not first.episode_done
+    observation = first.next_observation.to_ints()
+    assert observation[: ob.length + len(call)] == ob.to_ints() + call
+    added = QWEN_TOKENIZER.decode(observation[ob.length + len(call) :])
+    assert "<tool_response>\n1 notes\n</tool_response>" in added
+    assert added.endswith("<|im_start|>assistant\n")
+    assert last.episode_done and last.reward == 1.0 and last.metrics["stop/tool_stopped"] == 1.0
 
 
-def test_a_reply_cut_off_inside_a_tool_call_is_truncated_not_malformed():
-    tok = get_tokenizer("Qwen/Qwen3-8B")
-    renderer = get_renderer("qwen3", tok)
+def test_qwen3_malformed_call_is_read_back_to_the_model():
+    renderer = get_renderer("qwen3", QWEN_TOKENIZER)
     env = build_agent_tool_env(
-        renderer, [lookup], [{"role": "user", "content": "hi"}], reward_of, on_malformed="retry"
-    )
-    run(env.initial_observation())
-    cut = tok.encode('<tool_call>\n{"name": "lookup", "argu')  # no <|im_end|>: max_tokens hit
-    result = run(env.step(cut))
-    assert result.episode_done and result.metrics["end_reason/truncated"] == 1.0
+        renderer, [finish], [{"role": "user", "content": "hi"}], graded,
+        terminate_on_parse_error=False, failed_parse_reward=-0.5,
+    )  # fmt: skip
+    broken = qwen_reply('<tool_call>\n{"name": "finish", "arguments": {"answer": }\n</tool_call>')
 
+    async def go():
+        await env.initial_observation()
+        return await env.step(broken)
 
-def test_role_colon_tool_turns_continue_inside_the_user_turn():
-    tok = get_tokenizer("Qwen/Qwen3-8B")
-    renderer = get_renderer("role_colon", tok)
-    env = build_agent_tool_env(
-        renderer, [lookup], [{"role": "user", "content": "What is a?"}], reward_of
-    )
-    ob0, stop = run(env.initial_observation())
-    reply = tok.encode(
-        ' <tool_call>\n{"name": "lookup", "arguments": {"key": "a"}}\n</tool_call>\n\nUser:'
-    )
-    step = run(env.step(reply))
-    added = tok.decode(step.next_observation.to_ints()[len(ob0.to_ints()) + len(reply) :])
-    assert stop == ["\n\nUser:"] and added == " [lookup result]\n1\n\nAssistant:"
+    step = asyncio.run(go())
+    assert not step.episode_done and step.reward == -0.5 and step.metrics["parse_error"] == 1.0
+    text = QWEN_TOKENIZER.decode(step.next_observation.to_ints())
+    assert "tool call could not be parsed" in text

@@ -6,7 +6,8 @@ For each sampled token t (mask 1; environment tokens have mask 0):
     advantage_t  = -kl_penalty_coef * reverse_kl_t
 or, with `kl_discount_factor` g > 0, the discounted sum over this and later sampled tokens
 sum_{u >= t} g^(u - t) * advantage_u. Environment rewards are normally zero here. Training
-uses `importance_sampling`. Several datasets can each bring their own teacher and
+uses `loss_fn` (importance_sampling by default; ppo, cispo, dro), `num_substeps` optimizer
+steps per batch, and logs the step's own policy change with `compute_post_kl`. Several datasets can each bring their own teacher and
 `groups_per_batch`; their batches are concatenated and every datum is scored by its own
 dataset's teacher.
 """
@@ -21,41 +22,26 @@ import chz
 import numpy as np
 from tinker import types
 
+from tinker_cookbook.checkpoint_utils import get_renderer_name_from_checkpoint
+from tinker_cookbook.distillation.datasets import DistillationDatasetConfig, TeacherConfig
 from tinker_cookbook.local.models import get_tokenizer
-from tinker_cookbook.renderers import get_renderer
+from tinker_cookbook.renderers import get_recommended_renderer_name, get_renderer
 from tinker_cookbook.rl.data_processing import DatumSource
 from tinker_cookbook.rl.train import BatchSource, RLTrainingConfig, run_rl, with_inputs
-from tinker_cookbook.rl.types import EnvGroupBuilder, Metrics, RLDataset, RLDatasetBuilder
-
-
-@chz.chz
-class TeacherConfig:
-    base_model: str
-    load_checkpoint_path: str | None = None
-    # The teacher may see the same conversation in its own chat format or with its own
-    # system prompt (single-turn prompts; it must share the student's tokenizer).
-    renderer_name: str | None = None
-    system_prompt: str | None = None
-
-    def describe(self) -> str:
-        return self.base_model + (
-            f" @ {self.load_checkpoint_path}" if self.load_checkpoint_path else ""
-        )
-
-
-@chz.chz
-class DistillationDatasetConfig:
-    dataset_builder: RLDatasetBuilder
-    teacher_config: TeacherConfig | None = None
-    groups_per_batch: int = 32
-    name: str | None = None  # for metrics; default: the builder's dataset name or its index
+from tinker_cookbook.rl.types import EnvGroupBuilder, Metrics, RLDataset
 
 
 @chz.chz
 class Config(RLTrainingConfig):
+    """The RL loop's settings (model, optimizer, loss_fn, num_substeps, compute_post_kl, ...)
+    plus the datasets with their teachers and the KL penalty."""
+
     dataset_configs: list[DistillationDatasetConfig]
     kl_penalty_coef: float = 1.0
     kl_discount_factor: float = 0.0
+
+
+__all__ = ["Config", "DistillationDatasetConfig", "TeacherConfig", "kl_advantages", "main"]
 
 
 class TeacherError(RuntimeError):
@@ -207,7 +193,32 @@ def check_same_tokenizer(student: str, teacher: str) -> None:
 
 
 def dataset_name(index: int, cfg: DistillationDatasetConfig) -> str:
-    return cfg.name or getattr(cfg.dataset_builder, "dataset", None) or f"dataset{index}"
+    return cfg.name or getattr(cfg.dataset_builder, "dataset_name", None) or f"dataset{index}"
+
+
+def student_renderer_name(config: Config, cfg: DistillationDatasetConfig) -> str:
+    return (
+        getattr(cfg.dataset_builder, "renderer_name", None)
+        or config.renderer_name
+        or get_recommended_renderer_name(config.model_name)
+    )
+
+
+def with_checkpoint_renderer(
+    teacher: TeacherConfig, student_renderer: str, service: Any = None
+) -> TeacherConfig:
+    """A teacher checkpoint trained with another renderer than the student's scores the
+    student's replies in its own chat format (unless `renderer_name` was set); says which."""
+    if teacher.renderer_name or not teacher.load_checkpoint_path:
+        return teacher
+    recorded = get_renderer_name_from_checkpoint(service, teacher.load_checkpoint_path)
+    if recorded is None or recorded == student_renderer:
+        return teacher
+    print(
+        f"teacher {teacher.describe()}: renderer {recorded} (recorded with its checkpoint; "
+        f"the student uses {student_renderer})"
+    )
+    return chz.replace(teacher, renderer_name=recorded)
 
 
 def overall_teacher_kl(metrics: Metrics) -> Metrics:
@@ -235,7 +246,9 @@ async def main(config: Config) -> dict:
         teachers: dict[tuple[str, str | None], Any] = {}
         sources = []
         for i, cfg in enumerate(config.dataset_configs):
-            teacher = cfg.teacher_config
+            teacher = with_checkpoint_renderer(
+                cfg.teacher_config, student_renderer_name(config, cfg), service
+            )
             key = (teacher.base_model, teacher.load_checkpoint_path)
             if hasattr(service, "require_model"):  # a remote server: is the teacher served?
                 service.require_model(teacher.base_model)
@@ -244,9 +257,10 @@ async def main(config: Config) -> dict:
                     base_model=teacher.base_model, model_path=teacher.load_checkpoint_path
                 )
             name = dataset_name(i, cfg)
-            train, _ = await cfg.dataset_builder()
+            train, test = await cfg.dataset_builder()
             scorer = TeacherScorer(name, teacher, teachers[key], config)
-            sources.append(BatchSource(name, RebatchedDataset(train, cfg.groups_per_batch), scorer))
+            batches = RebatchedDataset(train, cfg.groups_per_batch)
+            sources.append(BatchSource(name, batches, scorer, test_dataset=test))
         return sources
 
     return await run_rl(config, make_sources, finalize_metrics=overall_teacher_kl)

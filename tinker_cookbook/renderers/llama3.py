@@ -1,63 +1,58 @@
-"""Llama 3's header format; tool calls are `<|python_tag|>` + JSON, results come back as
-`ipython` turns."""
+"""Llama 3 Instruct's header format:
+
+    <|begin_of_text|><|start_header_id|>user<|end_header_id|>\\n\\nHi<|eot_id|>
+    <|start_header_id|>assistant<|end_header_id|>\\n\\n
+
+Unlike Meta's template, no "Cutting Knowledge Date" system preamble is added. Llama 3's tool
+calls are bare JSON, indistinguishable from a JSON answer, so tool calling is not supported.
+"""
 
 from __future__ import annotations
 
-import json
-
-from tinker_cookbook.renderers.base import Message, RenderedMessage, Renderer
+from tinker_cookbook.renderers.base import (
+    Message,
+    ParseTermination,
+    RenderContext,
+    RenderedMessage,
+    Renderer,
+    RendererError,
+    ensure_text,
+    parse_response_for_stop_token,
+)
+from tinker_cookbook.tokenizer_utils import Tokenizer
 
 
 class Llama3Renderer(Renderer):
     name = "llama3"
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer: Tokenizer):
         super().__init__(tokenizer)
-        self.bos = self.special_token("<|begin_of_text|>")
-        self.eot = self.special_token("<|eot_id|>")
-        self.special_token("<|start_header_id|>")
+        self._bos = self._special_token("<|begin_of_text|>")
+        self._eot = self._special_token("<|eot_id|>")
+        self._special_token("<|start_header_id|>")
 
-    def bos_tokens(self) -> list[int]:
-        return [self.bos]
+    @property
+    def has_extension_property(self) -> bool:
+        return True
 
-    def _header(self, role: str) -> list[int]:
-        return self.encode(f"<|start_header_id|>{role}<|end_header_id|>\n\n")
-
-    def render_message(self, message: Message, is_last: bool) -> RenderedMessage:
-        role = "ipython" if message["role"] == "tool" else message["role"]
-        text = message["content"]
-        calls = message.get("tool_calls", [])
-        if calls:
-            payload = "; ".join(
-                json.dumps({"name": c["name"], "parameters": c["arguments"]}) for c in calls
-            )
-            text = f"{text}<|python_tag|>{payload}"
-        return RenderedMessage(
-            prefix=self._header(role), body=self.encode(text) + [self.eot], suffix=[]
-        )
-
-    def generation_header(self, role: str) -> list[int]:
-        return self._header(role)
+    @property
+    def _bos_tokens(self) -> list[int]:
+        return [self._bos]
 
     def get_stop_sequences(self) -> list[int]:
-        return [self.eot]
+        return [self._eot]
 
-    def parse_response(self, tokens: list[int]) -> tuple[Message, bool]:
-        ended = bool(tokens) and tokens[-1] == self.eot
-        text = self.tokenizer.decode(tokens[:-1] if ended else tokens)
-        message: Message = {"role": "assistant", "content": text}
-        if "<|python_tag|>" not in text:
-            return message, ended
-        content, _, raw = text.partition("<|python_tag|>")
-        message["content"] = content
-        try:
-            calls = [json.loads(part) for part in raw.split("; ")]
-            message["tool_calls"] = [
-                {"name": c["name"], "arguments": c.get("parameters", {})} for c in calls
-            ]
-            return message, ended
-        except (ValueError, KeyError, TypeError) as exc:
-            message["tool_call_error"] = (
-                f"tool call {raw[:200]!r} is not valid JSON with a 'name': {exc}"
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        if message.get("tool_calls"):
+            raise RendererError(
+                f"renderer 'llama3' cannot render tool calls (message {ctx.idx}): Llama 3 writes "
+                "them as bare JSON; use a format with tool-call markup such as qwen3"
             )
-            return message, False
+        role = "ipython" if message["role"] == "tool" else message["role"]
+        return RenderedMessage(
+            header=self._chunk(f"<|start_header_id|>{role}<|end_header_id|>\n\n"),
+            output=[self._chunk(ensure_text(message["content"]) + "<|eot_id|>")],
+        )
+
+    def parse_response(self, response: list[int]) -> tuple[Message, ParseTermination]:
+        return parse_response_for_stop_token(response, self.tokenizer, self._eot)

@@ -8,12 +8,17 @@ multi-turn episode usually becomes one sequence.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tinker import types
 
 from tinker_cookbook.rl.types import Trajectory, TrajectoryGroup
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,20 +51,20 @@ def trajectory_to_sequences(trajectory: Trajectory, advantage: float) -> list[Se
     sequences: list[SequenceData] = []
     current = SequenceData()
     for transition in trajectory.transitions:
-        observation = transition.observation.to_ints()
+        observation = transition.ob.to_ints()
         n = len(current.tokens)
         if n and observation[:n] == current.tokens:
             observation = observation[n:]  # this turn continues the sequence
         elif n:
             sequences.append(current)
             current = SequenceData()
-        action = transition.action
-        if action.logprobs is not None and len(action.logprobs) != len(action.tokens):
+        action, logprobs = transition.ac, transition.ac.maybe_logprobs
+        if logprobs is not None and len(logprobs) != len(action.tokens):
             raise ValueError(
-                f"sampler returned {len(action.logprobs)} logprobs for {len(action.tokens)} tokens"
+                f"sampler returned {len(logprobs)} logprobs for {len(action.tokens)} tokens"
             )
         current.add(observation, sampled=False)
-        current.add(action.tokens, sampled=True, logprobs=action.logprobs, advantage=advantage)
+        current.add(action.tokens, sampled=True, logprobs=logprobs, advantage=advantage)
     if current.tokens:
         sequences.append(current)
     return sequences
@@ -81,7 +86,7 @@ def sequence_to_datum(seq: SequenceData) -> types.Datum:
 
 def center_group_rewards(group: TrajectoryGroup) -> list[float]:
     """Advantage of each trajectory: its total reward minus the group mean."""
-    rewards = group.total_rewards()
+    rewards = group.get_total_rewards()
     mean = sum(rewards) / len(rewards)
     return [r - mean for r in rewards]
 
@@ -104,7 +109,7 @@ def groups_to_data(
         if group is None:
             continue
         for t, (traj, adv) in enumerate(
-            zip(group.trajectories, center_group_rewards(group), strict=True)
+            zip(group.trajectories_G, center_group_rewards(group), strict=True)
         ):
             for seq in trajectory_to_sequences(traj, adv):
                 if seq.num_sampled == 0 or len(seq.tokens) < 2:
@@ -113,3 +118,47 @@ def groups_to_data(
                 data.append(sequence_to_datum(seq))
                 sources.append(DatumSource(g, t))
     return data, sources, dropped
+
+
+# The cookbook's step-by-step names, for loops written by hand (as in its tutorials).
+
+
+def compute_advantages(trajectory_groups_P: list[TrajectoryGroup]) -> list[torch.Tensor]:
+    """Per group, each trajectory's total reward minus the group mean."""
+    return [torch.tensor(center_group_rewards(group)) for group in trajectory_groups_P]
+
+
+def trajectory_to_data(traj: Trajectory, traj_advantage: float) -> list[types.Datum]:
+    """The trajectory's training datums (one per run of turns that extend each other); each
+    keeps its `mask` (1 on sampled tokens), which a built-in loss does not accept."""
+    return [
+        sequence_to_datum(seq)
+        for seq in trajectory_to_sequences(traj, traj_advantage)
+        if len(seq.tokens) >= 2
+    ]
+
+
+def assemble_training_data(
+    trajectory_groups_P: list[TrajectoryGroup], advantages_P: Sequence[Sequence[float]]
+) -> tuple[list[types.Datum], list[dict[str, int]]]:
+    """Datums of every trajectory, and for each the `group_idx` and `traj_idx` it came from."""
+    data_D: list[types.Datum] = []
+    metadata_D: list[dict[str, int]] = []
+    for g, (group, advantages_G) in enumerate(zip(trajectory_groups_P, advantages_P, strict=True)):
+        for t, (traj, advantage) in enumerate(zip(group.trajectories_G, advantages_G, strict=True)):
+            datums = trajectory_to_data(traj, float(advantage))
+            data_D += datums
+            metadata_D += [{"group_idx": g, "traj_idx": t} for _ in datums]
+    return data_D, metadata_D
+
+
+def remove_constant_reward_groups(
+    trajectory_groups_P: list[TrajectoryGroup],
+) -> list[TrajectoryGroup]:
+    """Groups whose rewards differ (the others have zero advantage everywhere); if none
+    differ, the first group alone, so callers never receive an empty batch."""
+    varied = [g for g in trajectory_groups_P if len(set(g.get_total_rewards())) > 1]
+    if not varied:
+        logger.warning("every group's rewards are constant: this batch has no gradient")
+        return trajectory_groups_P[:1]
+    return varied

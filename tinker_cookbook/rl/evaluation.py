@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from tinker_cookbook.completers import TinkerTokenCompleter
 from tinker_cookbook.rl.metrics import trajectory_group_metrics
-from tinker_cookbook.rl.rollouts import SamplingClientCompleter, do_group_rollouts
+from tinker_cookbook.rl.rollouts import do_group_rollouts
 from tinker_cookbook.rl.types import Metrics, RLDataset
 
 
@@ -18,8 +19,8 @@ class RLTestSetEvaluator:
         self.temperature, self.seed = temperature, seed
 
     async def __call__(self, sampling_client) -> Metrics:
-        policy = SamplingClientCompleter(
-            sampling_client, self.max_tokens, self.temperature, self.seed
+        policy = TinkerTokenCompleter(
+            sampling_client, self.max_tokens, self.temperature, seed=self.seed
         )
         builders = [b for i in range(len(self.dataset)) for b in self.dataset.get_batch(i)]
         groups, errors = await do_group_rollouts(builders, policy)

@@ -23,18 +23,16 @@ def trajectory_group_metrics(groups: list[TrajectoryGroup], prefix: str = "env")
 
 
 def _summarize(groups: list[TrajectoryGroup]) -> Metrics:
-    trajectories = [t for g in groups for t in g.trajectories]
-    rewards = [r for g in groups for r in g.total_rewards()]
+    trajectories = [t for g in groups for t in g.trajectories_G]
+    rewards = [r for g in groups for r in g.get_total_rewards()]
     turns = [len(t.transitions) for t in trajectories]
-    ac_tokens = [len(tr.action.tokens) for t in trajectories for tr in t.transitions]
+    ac_tokens = [len(tr.ac.tokens) for t in trajectories for tr in t.transitions]
     out: Metrics = {
         "reward/total": float(np.mean(rewards)),
         "turns_per_episode": float(np.mean(turns)),
         "ac_tokens_per_turn": float(np.mean(ac_tokens)) if ac_tokens else 0.0,
         "frac_truncated": float(
-            np.mean(
-                [tr.action.stop_reason == "length" for t in trajectories for tr in t.transitions]
-            )
+            np.mean([tr.ac.stop_reason == "length" for t in trajectories for tr in t.transitions])
         ),
         "num_trajectories": float(len(trajectories)),
     }
@@ -44,7 +42,7 @@ def _summarize(groups: list[TrajectoryGroup]) -> Metrics:
             for key, value in tr.metrics.items():
                 step_metrics[key].append(float(value))
     for g in groups:
-        for m in g.metrics:
+        for m in g.metrics_G:
             for key, value in m.items():
                 step_metrics[key].append(float(value))
     for key, values in step_metrics.items():

@@ -13,18 +13,21 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import chz
 import numpy as np
 from tinker import types
 
+from tinker_cookbook.cli_utils import LogdirBehavior
+from tinker_cookbook.completers import TinkerTokenCompleter
 from tinker_cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
 from tinker_cookbook.plot import write_run_plots
+from tinker_cookbook.renderers import get_recommended_renderer_name
 from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data
 from tinker_cookbook.rl.evaluation import RLTestSetEvaluator
 from tinker_cookbook.rl.metrics import trajectory_group_metrics
-from tinker_cookbook.rl.rollouts import SamplingClientCompleter, do_group_rollouts
+from tinker_cookbook.rl.rollouts import do_group_rollouts
 from tinker_cookbook.rl.types import (
     EnvGroupBuilder,
     Metrics,
@@ -43,28 +46,38 @@ from tinker_cookbook.utils.progress import step_progress
 logger = logging.getLogger(__name__)
 
 
+RLLossFn = Literal["importance_sampling", "ppo", "cispo", "dro"]
+
+
 @chz.chz
 class RLTrainingConfig:
     """What every on-policy loop shares (plain RL and distillation)."""
 
     log_path: str
     model_name: str
+    recipe_name: str | None = None  # sent with the run's metadata (hosted Tinker lists it)
+    # The chat format, recorded with every checkpoint (default: the dataset builders').
+    renderer_name: str | None = None
     learning_rate: float = 1e-4
-    lr_schedule: str = "constant"
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     lr_warmup_steps: int = 0
     lora_rank: int = 32
     seed: int = 0
     max_tokens: int = 512
     temperature: float = 1.0
-    loss_fn: str = "importance_sampling"
-    loss_fn_config: dict[str, float] | None = None  # e.g. ppo clip thresholds, dro beta
+    loss_fn: RLLossFn = "importance_sampling"
+    loss_fn_config: dict[str, Any] | None = None  # e.g. ppo clip thresholds, dro beta
+    num_substeps: int = 1  # optimizer steps per batch (the batch split into this many parts)
+    # After each step, the KL between the policy that sampled the batch and the updated one
+    # on the batch's tokens (`kl_pre_post_v1/v2`; one extra scoring pass).
+    compute_post_kl: bool = False
     max_steps: int | None = None
     max_steps_off_policy: int = 0  # 0: synchronous; 1: next rollouts overlap this step's training
     eval_every: int = 20  # 0: only at the end
     save_every: int = 20
     load_checkpoint_path: str | None = None
     load_optimizer_state: bool = False  # with load_checkpoint_path: continue its AdamW moments
-    behavior_if_log_dir_exists: str = "resume"
+    behavior_if_log_dir_exists: LogdirBehavior = "resume"
     wandb_project: str | None = None
     wandb_name: str | None = None
     backend: str = "auto"
@@ -121,9 +134,13 @@ async def run_rl(
         raise ValueError(
             f"max_steps_off_policy={config.max_steps_off_policy}: only 0 or 1 is supported"
         )
+    if config.num_substeps < 1:
+        raise ValueError(f"num_substeps={config.num_substeps} must be >= 1")
     service, last = start_run(config)
     if is_finished(last):
         return last
+    renderer = run_renderer_name(config)
+    record = {"renderer_name": renderer} if renderer else {}
     sources = await make_sources(service)
     evaluators = [b() for b in config.evaluator_builders] + [
         RLTestSetEvaluator(s.test_dataset, config.max_tokens, config.temperature, config.seed)
@@ -132,7 +149,8 @@ async def run_rl(
     ]
     total = total_steps_of(config, sources)
     start = last["step"] if last else 0
-    client = await training_client_future(config, service, last)
+    metadata = {"renderer_name": renderer, "recipe_name": config.recipe_name}
+    client = await training_client_future(config, service, last, metadata)
     ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start)
     bar = step_progress(total, start, desc="rl")
     pending: asyncio.Task | None = None
@@ -147,10 +165,12 @@ async def run_rl(
             rollouts = await pending
             if config.max_steps_off_policy and step + 1 < total:
                 pending = asyncio.create_task(_rollouts(config, sources, sampler, step + 1))
-            metrics = await _train_on(config, client, sources, rollouts, step, total)
+            metrics, data = await _train_on(config, client, sources, rollouts, step, total)
             if finalize_metrics is not None:
                 metrics = finalize_metrics(metrics)
             sampler = await client.save_weights_and_get_sampling_client()
+            if config.compute_post_kl:
+                metrics.update(await compute_post_kl(data, sampler))
             if not config.max_steps_off_policy and step + 1 < total:
                 pending = asyncio.create_task(_rollouts(config, sources, sampler, step + 1))
             done = step + 1
@@ -158,10 +178,11 @@ async def run_rl(
                 metrics.update(await run_evaluators(evaluators, sampler))
             ml.log_metrics(metrics, step)
             if config.save_every and done % config.save_every == 0 and done < total:
-                await save_checkpoint_async(client, f"{done:06d}", config.log_path, {"step": done})
+                state = {"step": done, **record}
+                await save_checkpoint_async(client, f"{done:06d}", config.log_path, state)
             bar.update(1)
         final = await save_checkpoint_async(
-            client, "final", config.log_path, {"step": total}, kind="both"
+            client, "final", config.log_path, {"step": total, **record}, kind="both"
         )
         if evaluators and not (config.eval_every and total % config.eval_every == 0):
             ml.log_metrics(await run_evaluators(evaluators, sampler), total)
@@ -174,6 +195,19 @@ async def run_rl(
     return final
 
 
+def run_renderer_name(config: RLTrainingConfig) -> str | None:
+    """The renderer the run trains with, recorded with its checkpoints: `renderer_name`, else
+    that of the first dataset builder that names one (unset there: the model's recommended)."""
+    if config.renderer_name:
+        return config.renderer_name
+    builders = [getattr(config, "dataset_builder", None)]
+    builders += [c.dataset_builder for c in getattr(config, "dataset_configs", [])]
+    for builder in builders:
+        if builder is not None and hasattr(builder, "renderer_name"):
+            return builder.renderer_name or get_recommended_renderer_name(config.model_name)
+    return None
+
+
 async def run_evaluators(evaluators: list[Evaluator], sampler) -> Metrics:
     results = await asyncio.gather(*[e(sampler) for e in evaluators])
     return {k: v for r in results for k, v in r.items()}
@@ -183,7 +217,7 @@ async def _rollouts(
     config: RLTrainingConfig, sources: list[BatchSource], sampler, step: int
 ) -> Rollouts:
     start = time.perf_counter()
-    policy = SamplingClientCompleter(
+    policy = TinkerTokenCompleter(
         sampler, config.max_tokens, config.temperature, seed=config.seed * 100_003 + step
     )
     batches: list[Sequence[EnvGroupBuilder]] = [
@@ -233,7 +267,9 @@ def drop_ungraded_groups(
 
 async def _train_on(
     config: RLTrainingConfig, client, sources, rollouts: Rollouts, step: int, total: int
-) -> Metrics:
+) -> tuple[Metrics, list[types.Datum]]:
+    """Rollouts -> Datums (post-processed per source) -> one training step; returns its
+    metrics and the Datums it trained on."""
     start = time.perf_counter()
     all_groups = [g for groups in rollouts.source_groups for g in groups if g is not None]
     metrics: Metrics = trajectory_group_metrics(all_groups)
@@ -256,15 +292,13 @@ async def _train_on(
     lr = config.learning_rate * lr_multiplier(
         config.lr_schedule, step, total, config.lr_warmup_steps
     )
-    fb = client.forward_backward(
-        [as_loss_datum(d) for d in data], config.loss_fn, config.loss_fn_config
+    step_metrics, train_logprobs = await train_step(
+        client, data, lr, config.num_substeps, config.loss_fn, config.loss_fn_config
     )
-    optim = client.optim_step(types.AdamParams(learning_rate=lr))
-    fb_result, optim_result = await fb, await optim
+    metrics.update(step_metrics | kl_sample_train(data, train_logprobs))
     sampled = sum(float(d.loss_fn_inputs["mask"].to_numpy().sum()) for d in data)
     metrics.update(
         {
-            "optim/loss:sum": fb_result.metrics.get("loss:sum", float("nan")),
             "optim/learning_rate": lr,
             "optim/num_datums": len(data),
             "optim/num_sampled_tokens": sampled,
@@ -277,9 +311,87 @@ async def _train_on(
             "time/train": time.perf_counter() - start,
         }
     )
-    for key, value in (optim_result.metrics or {}).items():
-        metrics[f"optim/{key}"] = value
-    return metrics
+    return metrics, data
+
+
+def split_evenly[T](items: list[T], parts: int) -> list[list[T]]:
+    """`items` in order, as `parts` consecutive runs whose sizes differ by at most one."""
+    size, extra = divmod(len(items), parts)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [items[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+async def train_step(
+    client: Any,
+    data: list[types.Datum],
+    learning_rate: float,
+    num_substeps: int,
+    loss_fn: RLLossFn,
+    loss_fn_config: dict[str, Any] | None,
+) -> tuple[Metrics, list[np.ndarray | None]]:
+    """The batch as `num_substeps` consecutive parts, each a forward_backward and an
+    optim_step (all queued at once; the backend runs them in order): several smaller updates
+    from one batch. Returns the summed loss, the last step's optimizer metrics, and each
+    datum's logprobs under the weights that trained on it."""
+    parts = split_evenly(data, min(num_substeps, len(data)))
+    adam = types.AdamParams(learning_rate=learning_rate)
+    calls = [
+        (
+            client.forward_backward([as_loss_datum(d) for d in part], loss_fn, loss_fn_config),
+            client.optim_step(adam),
+        )
+        for part in parts
+    ]
+    loss, optim_metrics, logprobs = 0.0, {}, []
+    for part, (fb, optim) in zip(parts, calls, strict=True):
+        result, optim_result = await fb, await optim
+        loss += result.metrics.get("loss:sum", float("nan"))
+        outputs = result.loss_fn_outputs or [{}] * len(part)
+        logprobs += [o["logprobs"].to_numpy() if "logprobs" in o else None for o in outputs]
+        optim_metrics = optim_result.metrics or {}
+    metrics: Metrics = {"optim/loss:sum": loss, "optim/num_substeps": len(parts)}
+    return metrics | {f"optim/{k}": v for k, v in optim_metrics.items()}, logprobs
+
+
+def kl_sample_train(data: list[types.Datum], train_logprobs: list[np.ndarray | None]) -> Metrics:
+    """How far the trainer's logprobs of the sampled tokens are from the sampler's (v1: mean
+    difference, v2: half the mean square), and the sampler's entropy estimate."""
+    if len(train_logprobs) != len(data) or any(lp is None for lp in train_logprobs):
+        return {}
+    diffs, sampled = [], []
+    for datum, train_lp in zip(data, train_logprobs, strict=True):
+        mask = datum.loss_fn_inputs["mask"].to_numpy() > 0
+        sample_lp = datum.loss_fn_inputs["logprobs"].to_numpy()[mask]
+        diffs.append(sample_lp - np.asarray(train_lp)[mask])
+        sampled.append(sample_lp)
+    flat = np.concatenate(diffs)
+    if flat.size == 0:
+        return {}
+    return {
+        "optim/kl_sample_train_v1": float(flat.mean()),
+        "optim/kl_sample_train_v2": float(0.5 * (flat**2).mean()),
+        "optim/entropy": float(-np.concatenate(sampled).mean()),
+    }
+
+
+async def compute_post_kl(data: list[types.Datum], sampler: Any) -> Metrics:
+    """KL on the batch's sampled tokens between the policy that sampled them and `sampler`
+    (the weights after the step): v1 = mean(logp_before - logp_after), v2 = half the mean
+    square. How far one step moved the policy."""
+    sequences = [
+        types.ModelInput.from_ints(
+            d.model_input.to_ints() + [int(d.loss_fn_inputs["target_tokens"].to_numpy()[-1])]
+        )
+        for d in data
+    ]
+    after = await asyncio.gather(*[sampler.compute_logprobs(seq) for seq in sequences])
+    diffs = []
+    for datum, lps in zip(data, after, strict=True):
+        mask = datum.loss_fn_inputs["mask"].to_numpy() > 0
+        new = np.asarray([0.0 if v is None else v for v in lps[1:]], dtype=np.float32)
+        diffs.append((datum.loss_fn_inputs["logprobs"].to_numpy() - new)[mask])
+    flat = np.concatenate(diffs)
+    return {"kl_pre_post_v1": float(flat.mean()), "kl_pre_post_v2": float(0.5 * (flat**2).mean())}
 
 
 def masked_mean(values: np.ndarray, mask: np.ndarray) -> float:

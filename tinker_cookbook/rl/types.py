@@ -1,9 +1,9 @@
-"""Environments and what rolling them out produces.
+"""Environments and what rolling them out produces (the Tinker cookbook's RL types).
 
-An `Env` is token-level: it gives an observation (the prompt tokens) and a stop condition,
-takes the policy's sampled tokens, and answers with a reward and the next observation. Envs
-come in groups (several samples of one prompt) from an `EnvGroupBuilder`; an `RLDataset`
-hands out batches of builders.
+An `Env` is token-level and single-use: it gives an observation (prompt tokens) and a stop
+condition, takes the policy's sampled tokens, and answers with a reward and the next
+observation. Envs come in groups (several attempts at one prompt, so rewards can be centred)
+from an `EnvGroupBuilder`; an `RLDataset` hands out batches of builders.
 """
 
 from __future__ import annotations
@@ -11,85 +11,133 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TypedDict
 
 import chz
-from tinker import types
+import tinker
 
-StopCondition = list[int] | list[str]
-Metrics = dict[str, float]
+from tinker_cookbook.completers import StopCondition, TokensWithLogprobs
+
+__all__ = [
+    "Action",
+    "ActionExtra",
+    "Env",
+    "EnvGroupBuilder",
+    "Logprobs",
+    "Logs",
+    "Metrics",
+    "Observation",
+    "RLDataset",
+    "RLDatasetBuilder",
+    "RolloutError",
+    "StepResult",
+    "StopCondition",
+    "StopReason",
+    "TokensWithLogprobs",
+    "Trajectory",
+    "TrajectoryGroup",
+    "Transition",
+]
+
+Action = list[int]
+Observation = tinker.ModelInput
+Logprobs = list[float]
+Metrics = dict[str, float | int]
+"""Numbers that are averaged into the training logs."""
+Logs = dict[str, str | int | float]
+"""Per-episode details for people reading a run (not aggregated)."""
+
+STOP_METRIC_PREFIX = "stop/"
+
+
+class StopReason(StrEnum):
+    """Why an episode ended. An env that knows reports it as the metric `stop/<reason>` = 1 on
+    its last step; the rollout copies it to `Trajectory.stop_reason`."""
+
+    COMPLETED = "completed"
+    TOOL_STOPPED = "tool_stopped"
+    MAX_TURNS = "max_turns"
+    MAX_TOKENS = "max_tokens"
+    MAX_SAMPLED_TOKENS = "max_sampled_tokens"
+    MAX_TOOL_CALLS = "max_tool_calls"
+    CONTEXT_OVERFLOW = "context_overflow"
+    PARSE_ERROR = "parse_error"
+    ROLLOUT_TIMEOUT = "rollout_timeout"
 
 
 @dataclass
 class StepResult:
     reward: float
     episode_done: bool
-    next_observation: types.ModelInput
+    next_observation: Observation
     next_stop_condition: StopCondition
     metrics: Metrics = field(default_factory=dict)
-
-
-class Env(ABC):
-    """One episode. Not reused: a new Env per episode."""
-
-    @abstractmethod
-    async def initial_observation(self) -> tuple[types.ModelInput, StopCondition]: ...
-
-    @abstractmethod
-    async def step(self, action: list[int]) -> StepResult: ...
-
-
-@dataclass
-class TokensWithLogprobs:
-    tokens: list[int]
-    logprobs: list[float] | None
-    stop_reason: str = "stop"
+    logs: Logs = field(default_factory=dict)
 
 
 @dataclass
 class Transition:
-    observation: types.ModelInput
-    action: TokensWithLogprobs
+    """What the policy saw (`ob`), what it sampled (`ac`), and what that earned."""
+
+    ob: Observation
+    ac: TokensWithLogprobs
     reward: float
     episode_done: bool
     metrics: Metrics = field(default_factory=dict)
+    logs: Logs = field(default_factory=dict)
 
 
-@dataclass
+class ActionExtra(TypedDict, total=False):
+    """What the rollout knows about an action besides its tokens, passed to `Env.step`."""
+
+    stop_reason: tinker.StopReason  # "stop": hit a stop sequence; "length": ran out of tokens
+
+
+class Env(ABC):
+    """One episode; a new Env per episode.
+
+    `step` may leave out `extra` (`async def step(self, action)`): the rollout passes it only
+    to envs whose `step` accepts it.
+    """
+
+    @abstractmethod
+    async def initial_observation(self) -> tuple[Observation, StopCondition]: ...
+
+    @abstractmethod
+    async def step(self, action: Action, *, extra: ActionExtra | None = None) -> StepResult: ...
+
+
+@dataclass(frozen=True)
 class Trajectory:
+    """One episode: its transitions and the observation after the last action."""
+
     transitions: list[Transition]
-    final_observation: types.ModelInput
-
-    @property
-    def total_reward(self) -> float:
-        return sum(t.reward for t in self.transitions)
+    final_ob: Observation
+    stop_reason: str | None = None  # a StopReason when the env reported one
 
 
-@dataclass
-class TrajectoryGroup:
-    """The rollouts of one EnvGroupBuilder; `final_rewards` come from the group's scoring."""
+@dataclass(frozen=True)
+class RolloutError:
+    """A trajectory that failed, kept as plain data (it may cross process boundaries)."""
 
-    trajectories: list[Trajectory]
-    final_rewards: list[float]
-    metrics: list[Metrics]
-    tags: list[str] = field(default_factory=list)
-
-    def total_rewards(self) -> list[float]:
-        return [
-            t.total_reward + r for t, r in zip(self.trajectories, self.final_rewards, strict=True)
-        ]
+    error_type: str
+    error_message: str
 
 
 class EnvGroupBuilder(ABC):
-    """Makes the envs of one group (e.g. `group_size` attempts at one prompt)."""
+    """Makes the envs of one group (e.g. `group_size` attempts at one prompt); rewards are
+    centred within the group, and `compute_group_rewards` sees the whole group (for pairwise
+    or ranking rewards)."""
 
     @abstractmethod
     async def make_envs(self) -> Sequence[Env]: ...
 
     async def compute_group_rewards(
-        self, trajectories: list[Trajectory], envs: Sequence[Env]
+        self, trajectory_group: list[Trajectory], env_group: Sequence[Env]
     ) -> list[tuple[float, Metrics]]:
-        """Rewards that need the whole group (e.g. pairwise preferences); none by default."""
-        return [(0.0, {}) for _ in trajectories]
+        """A final (reward, metrics) per trajectory, added to its step rewards; none here."""
+        return [(0.0, {}) for _ in trajectory_group]
 
     async def cleanup(self) -> None:  # noqa: B027 - an optional hook
         """Release sandboxes or other resources; called once the group is done, always."""
@@ -104,7 +152,27 @@ class EnvGroupBuilder(ABC):
         return []
 
 
+@dataclass
+class TrajectoryGroup:
+    """The rollouts of one EnvGroupBuilder; `final_rewards_G` come from the group's scoring."""
+
+    trajectories_G: list[Trajectory]
+    final_rewards_G: list[float]
+    metrics_G: list[Metrics]
+    rollout_errors: list[RolloutError] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # the builder's logging_tags()
+
+    def get_total_rewards(self) -> list[float]:
+        """Each trajectory's return: its step rewards plus its group reward."""
+        return [
+            sum(t.reward for t in trajectory.transitions) + final
+            for trajectory, final in zip(self.trajectories_G, self.final_rewards_G, strict=True)
+        ]
+
+
 class RLDataset(ABC):
+    """Batches of EnvGroupBuilders; batch `index` is one training step's worth."""
+
     @abstractmethod
     def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]: ...
 
@@ -114,7 +182,7 @@ class RLDataset(ABC):
 
 @chz.chz
 class RLDatasetBuilder:
-    """Returns (train, optional test) datasets; subclass it for a new domain."""
+    """Returns (train, optional test) datasets; subclass it (with `@chz.chz`) for a domain."""
 
     async def __call__(self) -> tuple[RLDataset, RLDataset | None]:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")

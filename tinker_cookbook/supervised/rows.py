@@ -110,6 +110,7 @@ def tool_calls_from_value(value: Any, where: str) -> list[ToolCall]:
     calls: list[ToolCall] = []
     for j, raw in enumerate(value):
         at = f"{where}[{j}]"
+        call_id = raw.get("id") if isinstance(raw, dict) else None
         if isinstance(raw, dict) and isinstance(raw.get("function"), dict):
             raw, at = raw["function"], f"{at}.function"  # the OpenAI wrapper
         if not isinstance(raw, dict):
@@ -134,8 +135,12 @@ def tool_calls_from_value(value: Any, where: str) -> list[ToolCall]:
                 f"{at}.arguments is {_short(arguments)}; it must be an object "
                 "(or a JSON string of one)"
             )
-        calls.append({"name": name, "arguments": arguments})
+        calls.append(ToolCall.from_arguments(name, arguments, id=_optional_text(call_id)))
     return calls
+
+
+def _optional_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -1,34 +1,43 @@
 """The supervised (SFT) loop: LoRA client from the backend factory, cross-entropy steps,
-learning-rate schedule, held-out NLL, checkpoints, and resume on rerun."""
+learning-rate schedule, held-out NLL and sampling evaluators, checkpoints (recording the
+renderer), and resume on rerun. `await train.main(config)`, as in the cookbook."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any, Literal
 
 import chz
 from tinker import types
 
+from tinker_cookbook.cli_utils import LogdirBehavior
+from tinker_cookbook.eval.evaluators import EvaluatorBuilder
 from tinker_cookbook.plot import write_run_plots
 from tinker_cookbook.run_setup import is_finished, start_run, training_client_future
-from tinker_cookbook.supervised.datasets import ChatDatasetBuilder, SupervisedDataset
-from tinker_cookbook.utils.checkpoints import save_checkpoint
+from tinker_cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
+from tinker_cookbook.utils.checkpoints import save_checkpoint_async
 from tinker_cookbook.utils.lr_schedule import lr_multiplier
 from tinker_cookbook.utils.ml_log import MetricsLogger
 from tinker_cookbook.utils.progress import step_progress
 
 logger = logging.getLogger(__name__)
 
+LRSchedule = Literal["constant", "linear", "cosine"]
+
 
 @chz.chz
 class Config:
     log_path: str
     model_name: str
-    dataset_builder: ChatDatasetBuilder
+    dataset_builder: SupervisedDatasetBuilder
+    recipe_name: str | None = None  # sent with the run's metadata (hosted Tinker lists it)
+    # The chat format, recorded with every checkpoint (default: the dataset builder's).
+    renderer_name: str | None = None
     load_checkpoint_path: str | None = None  # start from these weights
     load_optimizer_state: bool = False  # ...and that checkpoint's AdamW moments (a `state` save)
     learning_rate: float = 1e-4
-    lr_schedule: str = "linear"  # constant | linear | cosine
+    lr_schedule: LRSchedule = "linear"
     lr_warmup_steps: int = 0
     num_epochs: int = 1
     max_steps: int | None = None
@@ -39,67 +48,85 @@ class Config:
     adam_eps: float = 1e-8
     weight_decay: float = 0.0
     grad_clip_norm: float = 0.0
-    eval_every: int = 10  # held-out NLL every N steps (0: only at the end)
+    # Sampling evaluators (e.g. pass@1), run every eval_every / infrequent_eval_every steps.
+    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
+    infrequent_evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
+    eval_every: int = 10  # held-out NLL and evaluators every N steps (0: only at the end)
+    infrequent_eval_every: int = 100
     save_every: int = 20  # resumable checkpoint every N steps (0: only the final one)
-    behavior_if_log_dir_exists: str = "resume"  # resume | overwrite | ask | raise
+    behavior_if_log_dir_exists: LogdirBehavior = "resume"
     wandb_project: str | None = None
     wandb_name: str | None = None
     backend: str = "auto"
     base_url: str | None = None
 
 
-def compute_nll(training_client, dataset: SupervisedDataset) -> float:
-    """Mean negative log-likelihood per trained token over a whole dataset (no gradient)."""
+def run_renderer_name(config: Config) -> str | None:
+    """The renderer this run trains with: `config.renderer_name`, else the chat builder's."""
+    built = getattr(config.dataset_builder, "renderer_name", None)
+    if config.renderer_name and built and config.renderer_name != built:
+        logger.warning(
+            "Config.renderer_name=%r but the dataset renders with %r; recording %r",
+            config.renderer_name,
+            built,
+            config.renderer_name,
+        )
+    return config.renderer_name or built
+
+
+async def compute_nll(training_client: Any, dataset: SupervisedDataset) -> float:
+    """Mean NLL per unit of weight over a whole dataset (no gradient): per trained token with
+    0/1 weights, the mean of per-example means with per-example normalised ones."""
     futures = []
     for i in range(len(dataset)):
         batch = dataset.get_batch(i)
         if batch:
             futures.append((training_client.forward(batch, "cross_entropy"), batch))
-    loss = sum(f.result().metrics["loss:sum"] for f, _ in futures)
-    weight = sum(float(d.loss_fn_inputs["weights"].to_numpy().sum()) for _, b in futures for d in b)
+    loss, weight = 0.0, 0.0
+    for future, batch in futures:
+        loss += (await future).metrics["loss:sum"]
+        weight += sum(_weight_sum(d) for d in batch)
     return loss / max(weight, 1e-9)
 
 
-def main(config: Config) -> dict:
+async def main(config: Config) -> dict:
     """Train; returns the final checkpoint record (with `state_path` and `sampler_path`)."""
+    renderer_name = run_renderer_name(config)
     service, last = start_run(config)
     if is_finished(last):
         return last
     train_data, test_data = config.dataset_builder()
-    steps_per_epoch = len(train_data)
-    total_steps = steps_per_epoch * config.num_epochs
+    per_epoch = len(train_data)
+    total = per_epoch * config.num_epochs
     if config.max_steps is not None:
-        total_steps = (
-            min(total_steps, config.max_steps) if config.num_epochs > 1 else config.max_steps
-        )
-    start_step = last["step"] if last else 0
-
-    client = training_client_future(config, service, last).result()
-    ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start_step)
-    bar = step_progress(total_steps, start_step, desc="sft")
+        total = min(total, config.max_steps) if config.num_epochs > 1 else config.max_steps
+    start = last["step"] if last else 0
+    metadata = {"renderer_name": renderer_name, "recipe_name": config.recipe_name}
+    client = await training_client_future(config, service, last, metadata)
+    evals = Evals(config)
+    record = {"renderer_name": renderer_name} if renderer_name else {}
+    ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start)
+    bar = step_progress(total, start, desc="sft")
     epoch = -1
     try:
-        for step in range(start_step, total_steps):
-            if step // steps_per_epoch != epoch:
-                epoch = step // steps_per_epoch
+        for step in range(start, total):
+            if step // per_epoch != epoch:
+                epoch = step // per_epoch
                 train_data.set_epoch(epoch)
-            metrics = _train_step(config, client, train_data, step, steps_per_epoch, total_steps)
+            metrics = await _train_step(config, client, train_data, step, per_epoch, total)
             metrics["progress/epoch"] = epoch
             done = step + 1
-            if test_data is not None and config.eval_every and done % config.eval_every == 0:
-                metrics["test/nll"] = compute_nll(client, test_data)
+            metrics.update(await evals.run(client, test_data, done, final=False))
             ml.log_metrics(metrics, step)  # before the checkpoint: a resume redoes, never skips
-            if config.save_every and done % config.save_every == 0 and done < total_steps:
-                save_checkpoint(
-                    client, f"{done:06d}", config.log_path, {"step": done, "epoch": epoch}
-                )
+            if config.save_every and done % config.save_every == 0 and done < total:
+                state = {"step": done, "epoch": epoch, **record}
+                await save_checkpoint_async(client, f"{done:06d}", config.log_path, state)
             bar.update(1)
-        final = save_checkpoint(
-            client, "final", config.log_path, {"step": total_steps}, kind="both"
-        )
-        evaluated_last = bool(config.eval_every) and total_steps % config.eval_every == 0
-        if test_data is not None and not evaluated_last:
-            ml.log_metrics({"test/nll": compute_nll(client, test_data)}, total_steps)
+        state = {"step": total, **record}
+        final = await save_checkpoint_async(client, "final", config.log_path, state, kind="both")
+        end_metrics = await evals.run(client, test_data, total, final=True)
+        if end_metrics:
+            ml.log_metrics(end_metrics, total)
     finally:
         bar.close()
         ml.close()
@@ -107,8 +134,40 @@ def main(config: Config) -> dict:
     return final
 
 
-def _train_step(
-    config: Config, client, data: SupervisedDataset, step: int, per_epoch: int, total: int
+class Evals:
+    """Held-out NLL and sampling evaluators on their schedules; at the end, whatever did not
+    run on the last step."""
+
+    def __init__(self, config: Config):
+        self.every = config.eval_every
+        self.frequent = [b() for b in config.evaluator_builders]
+        self.infrequent_every = config.infrequent_eval_every
+        self.infrequent = [b() for b in config.infrequent_evaluator_builders]
+
+    async def run(self, client: Any, test_data: SupervisedDataset | None, done: int, final: bool):
+        def due(every: int) -> bool:
+            on_schedule = bool(every) and done % every == 0
+            return not on_schedule if final else on_schedule
+
+        metrics: dict[str, float] = {}
+        if test_data is not None and due(self.every):
+            metrics["test/nll"] = await compute_nll(client, test_data)
+        evaluators = (self.frequent if due(self.every) else []) + (
+            self.infrequent if due(self.infrequent_every) else []
+        )
+        if evaluators:
+            sampler = await client.save_weights_and_get_sampling_client()
+            for evaluator in evaluators:
+                metrics.update(await evaluator(sampler))
+        return metrics
+
+
+def _weight_sum(datum: types.Datum) -> float:
+    return float(datum.loss_fn_inputs["weights"].to_numpy().sum())
+
+
+async def _train_step(
+    config: Config, client: Any, data: SupervisedDataset, step: int, per_epoch: int, total: int
 ) -> dict:
     start = time.perf_counter()
     batch = data.get_batch(step % per_epoch)
@@ -129,16 +188,18 @@ def _train_step(
     )
     fb = client.forward_backward(batch, "cross_entropy")
     optim = client.optim_step(adam)
-    result, optim_result = fb.result(), optim.result()
-    weight = sum(float(d.loss_fn_inputs["weights"].to_numpy().sum()) for d in batch)
+    result, optim_result = await fb, await optim
+    stats = getattr(data, "stats", None)
     metrics = {
-        "train_mean_nll": result.metrics["loss:sum"] / max(weight, 1e-9),
+        "train_mean_nll": result.metrics["loss:sum"] / max(sum(map(_weight_sum, batch)), 1e-9),
         "learning_rate": lr,
         "num_sequences": len(batch),
         "num_tokens": sum(d.model_input.length for d in batch),
-        "num_loss_tokens": weight,
-        "data/skipped_rows": data.stats.skipped_rows,
-        "data/truncated_sequences": data.stats.truncated_sequences,
+        "num_loss_tokens": sum(
+            int((d.loss_fn_inputs["weights"].to_numpy() > 0).sum()) for d in batch
+        ),
+        "data/skipped_rows": stats.skipped_rows if stats else 0,
+        "data/truncated_sequences": stats.truncated_sequences if stats else 0,
         "progress/step": step,
         "progress/fraction": (step + 1) / total,
         "time/step": time.perf_counter() - start,

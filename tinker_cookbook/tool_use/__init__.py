@@ -1,24 +1,39 @@
-"""Generic agent-tool interaction: `@tool`, `ToolResult`, the agent episode loop and
-`build_agent_tool_env` (token-level environments from tools + renderer + reward function)."""
+"""Tools for LLM agents: `@tool`, the `Tool` protocol, tool results, and the agent episode
+(`AgentToolMessageEnv`, `build_agent_tool_env`) that RL and distillation train on."""
 
-from tinker_cookbook.tool_use.agent_env import (
-    AgentToolEnv,
+from tinker_cookbook.renderers.messages import ToolSpec
+from tinker_cookbook.tool_use.agent_tool_message_env import (
     AgentToolMessageEnv,
-    MessageStepResult,
     RewardFn,
+    ToolExecution,
     build_agent_tool_env,
+)
+from tinker_cookbook.tool_use.tools import (
+    FunctionTool,
+    error_tool_result,
+    handle_tool_call,
+    simple_tool_result,
+    tool,
+    tool_system_message,
     tools_system_prompt,
 )
-from tinker_cookbook.tool_use.tools import Tool, ToolResult, tool
+from tinker_cookbook.tool_use.types import Tool, ToolError, ToolInput, ToolResult
 
 __all__ = [
-    "AgentToolEnv",
     "AgentToolMessageEnv",
-    "MessageStepResult",
+    "FunctionTool",
     "RewardFn",
     "Tool",
+    "ToolError",
+    "ToolExecution",
+    "ToolInput",
     "ToolResult",
+    "ToolSpec",
     "build_agent_tool_env",
+    "error_tool_result",
+    "handle_tool_call",
+    "simple_tool_result",
     "tool",
+    "tool_system_message",
     "tools_system_prompt",
 ]

@@ -1,113 +1,234 @@
-"""`@tool`: a Python function or method becomes a tool a model can call.
+"""`@tool` turns a function or method into a `Tool`, and `handle_tool_call` runs a model's call.
 
-The name comes from the function, the description from its docstring, the JSON schema of the
-arguments from its signature (`Annotated[str, "what it is"]` or pydantic `Field`s describe a
-parameter; pydantic models are allowed as parameter types). Calling a tool never raises: bad
-arguments and errors inside the tool come back as a tool message the model can read.
+The name comes from the function, the description from the first paragraph of its docstring,
+the JSON schema from its signature (`Annotated[str, "what it is"]` or a pydantic `Field`
+describes a parameter; pydantic models may be parameter types). A decorated function returns a
+`ToolResult` (`simple_tool_result(text)` for the common case).
+
+Who sees a failure: a mistake in the model's call (unknown tool, bad JSON, missing or invalid
+arguments) comes back as a tool message the model can read; a failure the tool expects (file
+not found, ...) is the tool returning `error_tool_result(...)`; an exception raised by the
+tool's own code is a bug, so it propagates to the user (as `ToolError` from an episode).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Annotated, Any, get_args, get_origin
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, get_args, get_origin, overload
 
 import pydantic
 
-from tinker_cookbook.renderers import Message
+from tinker_cookbook.renderers.messages import Content, Message, ToolCall, ToolSpec
+from tinker_cookbook.tool_use.types import Tool, ToolError, ToolInput, ToolResult
 
 
-@dataclass
-class ToolResult:
-    messages: list[Message]
-    should_stop: bool = False  # end the episode after this call
-    metrics: dict[str, float] = field(default_factory=dict)
+def simple_tool_result(
+    content: Content,
+    *,
+    call_id: str | None = "",
+    name: str = "",
+    should_stop: bool = False,
+    metrics: dict[str, float] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> ToolResult:
+    """One `tool` message with `content` (text or content parts). An empty `call_id`/`name`
+    is filled in from the call when the tool runs in an episode."""
+    message = Message(role="tool", content=content, tool_call_id=call_id or "", name=name)
+    return ToolResult(
+        messages=[message],
+        should_stop=should_stop,
+        metrics=metrics or {},
+        metadata=metadata or {},
+    )
 
-    @classmethod
-    def text(cls, name: str, content: str, **kwargs: Any) -> ToolResult:
-        return cls(messages=[{"role": "tool", "name": name, "content": content}], **kwargs)
+
+def error_tool_result(
+    error_msg: str,
+    *,
+    call_id: str | None = "",
+    name: str = "",
+    error_type: str = "execution_error",
+    should_stop: bool = False,
+) -> ToolResult:
+    """A failure the model should read: content `{"error": error_msg}`, and
+    `metadata["error"] = error_type` for the caller."""
+    result = simple_tool_result(
+        json.dumps({"error": error_msg}, ensure_ascii=False),
+        call_id=call_id,
+        name=name,
+        should_stop=should_stop,
+    )
+    result.metadata["error"] = error_type
+    return result
 
 
-class Tool:
-    """A callable tool: `await tool(arguments_dict) -> ToolResult`, plus its `spec()`."""
+def label_tool_result(result: ToolResult, call_id: str, name: str) -> ToolResult:
+    """Fill in the `tool_call_id` and `name` a tool left empty on its tool messages."""
+    for message in result.messages:
+        if message["role"] != "tool":
+            continue
+        if not message.get("tool_call_id") and call_id:
+            message["tool_call_id"] = call_id
+        if not message.get("name"):
+            message["name"] = name
+    return result
+
+
+class FunctionTool:
+    """A `Tool` made from a function or method by `@tool`. On a class it binds like a method:
+    `obj.search` is a tool that runs with `obj` as `self`."""
 
     def __init__(
         self, fn: Callable[..., Any], name: str | None = None, description: str | None = None
     ):
-        self.fn = fn
-        self.name = name or fn.__name__
-        self.description = description or _first_paragraph(inspect.getdoc(fn) or "")
-        self._skip_self = _is_method(fn)
-        self.arguments_model = _arguments_model(fn, self.name, self._skip_self)
-        self._bound_to: Any = None
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Tool:
-        if instance is None:
-            return self
-        bound = object.__new__(Tool)
-        bound.__dict__.update(self.__dict__)
-        bound._bound_to = instance
-        return bound
+        self._fn = fn
+        self._name = name or fn.__name__
+        doc = _first_paragraph(inspect.getdoc(fn) or "")
+        self._description = doc if description is None else description
+        self._is_method = _is_method(fn)
+        self._params_model = _arguments_model(fn, self._name, self._is_method)
+        self._instance: Any = None
 
     @property
-    def parameters(self) -> dict[str, Any]:
-        return _strip_titles(self.arguments_model.model_json_schema())
+    def name(self) -> str:
+        return self._name
 
-    def spec(self) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.parameters,
-            },
-        }
+    @property
+    def description(self) -> str:
+        return self._description
 
-    async def __call__(self, arguments: dict[str, Any] | str) -> ToolResult:
+    @property
+    def parameters_schema(self) -> dict[str, Any]:
+        return _strip_titles(self._params_model.model_json_schema())
+
+    def to_spec(self) -> ToolSpec:
+        return ToolSpec(
+            name=self.name, description=self.description, parameters=self.parameters_schema
+        )
+
+    def __get__(self, instance: Any, owner: type | None = None) -> FunctionTool:
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound._instance = instance
+        return bound
+
+    async def run(self, input: ToolInput) -> ToolResult:
+        """Validate the arguments (invalid ones: an error result for the model) and call the
+        function; its exceptions propagate, noted with the tool's name."""
+        call_id = input.call_id or ""
         try:
-            if isinstance(arguments, str):
-                arguments = json.loads(arguments)
-            if not isinstance(arguments, dict):
-                raise ValueError(f"arguments must be a JSON object, got {type(arguments).__name__}")
-            parsed = self.arguments_model.model_validate(arguments)
-        except (ValueError, pydantic.ValidationError) as exc:
-            return self._error(
-                f"invalid arguments for tool {self.name!r}: {_short(exc)}", "tool/invalid_arguments"
+            parsed = self._params_model.model_validate(input.arguments)
+        except pydantic.ValidationError as exc:
+            return error_tool_result(
+                f"invalid arguments for tool {self.name!r}: {_describe_errors(exc)}",
+                call_id=call_id,
+                name=self.name,
+                error_type="validation_failed",
             )
-        kwargs = {name: getattr(parsed, name) for name in self.arguments_model.model_fields}
-        args = (self._bound_to,) if self._skip_self else ()
+        kwargs = {field: getattr(parsed, field) for field in self._params_model.model_fields}
+        result = await self._call(kwargs)
+        if not isinstance(result, ToolResult):
+            raise TypeError(
+                f"tool {self.name!r} returned {type(result).__name__}, not a ToolResult "
+                "(wrap text with simple_tool_result(...))"
+            )
+        return label_tool_result(result, call_id, self.name)
+
+    async def _call(self, kwargs: dict[str, Any]) -> Any:
+        if self._is_method and self._instance is None:
+            raise TypeError(
+                f"tool {self.name!r} is a method: use it from an instance (obj.{self.name})"
+            )
+        args = (self._instance,) if self._is_method else ()
         try:
-            if inspect.iscoroutinefunction(self.fn):
-                result = await self.fn(*args, **kwargs)
-            else:
-                result = await asyncio.to_thread(self.fn, *args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - the model reads the error instead of the run crashing
-            return self._error(
-                f"tool {self.name!r} failed: {type(exc).__name__}: {exc}", "tool/exceptions"
-            )
-        return self._as_result(result)
+            if inspect.iscoroutinefunction(self._fn):
+                return await self._fn(*args, **kwargs)
+            return await asyncio.to_thread(self._fn, *args, **kwargs)
+        except Exception as exc:
+            exc.add_note(f"raised inside tool {self.name!r}")
+            raise
 
-    def _as_result(self, result: Any) -> ToolResult:
-        if isinstance(result, ToolResult):
-            return result
-        content = result if isinstance(result, str) else json.dumps(result, default=str)
-        return ToolResult.text(self.name, content)
-
-    def _error(self, message: str, metric: str) -> ToolResult:
-        return ToolResult.text(self.name, f"Error: {message}", metrics={metric: 1.0})
+    def __repr__(self) -> str:
+        return f"FunctionTool({self.name!r})"
 
 
+@overload
+def tool(fn: Callable[..., Any], /) -> FunctionTool: ...
+@overload
 def tool(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
-):
-    """Decorator: `@tool` or `@tool(name=..., description=...)`."""
+    *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
+    """Decorator: `@tool`, or `@tool(name=..., description=...)` to override either."""
     if fn is None:
-        return lambda f: Tool(f, name, description)
-    return Tool(fn, name, description)
+        return lambda f: FunctionTool(f, name, description)
+    return FunctionTool(fn, name, description)
+
+
+async def handle_tool_call(tools: dict[str, Tool], tool_call: ToolCall) -> ToolResult:
+    """Run one call the model made. Its own mistakes become error results it can read; an
+    exception from the tool, or a result that is not a ToolResult, raises `ToolError`."""
+    name, call_id = tool_call.function.name, tool_call.id or ""
+    found = tools.get(name)
+    if found is None:
+        return error_tool_result(
+            f"unknown tool {name!r}; available tools: {', '.join(sorted(tools))}",
+            call_id=call_id,
+            name=name,
+            error_type="tool_not_found",
+        )
+    try:
+        arguments = tool_call.parsed_arguments()
+    except ValueError as exc:
+        return error_tool_result(
+            str(exc), call_id=call_id, name=name, error_type="json_decode_failed"
+        )
+    try:
+        result = await found.run(ToolInput(arguments=arguments, call_id=call_id))
+    except Exception as exc:
+        raise ToolError(f"tool {name!r} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(result, ToolResult):
+        raise ToolError(f"tool {name!r} returned {type(result).__name__}, not a ToolResult")
+    return label_tool_result(result, call_id, name)
+
+
+def tools_system_prompt(tools: Sequence[Tool], base: str | None = None) -> str:
+    """A renderer-independent text declaring the tools and the `<tool_call>` JSON format
+    (renderers with a native declaration offer `create_conversation_prefix_with_tools`)."""
+    specs = "\n".join(
+        json.dumps({"type": "function", "function": t.to_spec()}, ensure_ascii=False) for t in tools
+    )
+    intro = f"{base}\n\n" if base else ""
+    return (
+        f"{intro}# Tools\n\nThese functions are available; each is described by a JSON schema:\n"
+        f"<tools>\n{specs}\n</tools>\n\n"
+        'To call one, write a JSON object with "name" and "arguments" between <tool_call> and '
+        "</tool_call> tags. Results come back inside <tool_response> tags. Reply without a tool "
+        "call when you are done."
+    )
+
+
+def tool_system_message(
+    tools: Sequence[Tool], system_prompt: str | None, tool_description: str | None = None
+) -> str:
+    """A tool episode's system text: the tools' schemas (`tools_system_prompt`), or the short
+    `tool_description` in their place (a few lines instead of hundreds of tokens, for small
+    models whose prompt would otherwise be mostly schema)."""
+    if tool_description is None:
+        return tools_system_prompt(tools, system_prompt)
+    return "\n\n".join(p for p in (system_prompt, tool_description) if p)
 
 
 def _is_method(fn: Callable[..., Any]) -> bool:
@@ -118,23 +239,21 @@ def _is_method(fn: Callable[..., Any]) -> bool:
 def _arguments_model(
     fn: Callable[..., Any], name: str, skip_self: bool
 ) -> type[pydantic.BaseModel]:
+    """A pydantic model of the parameters; unknown argument names are rejected."""
     hints = typing.get_type_hints(fn, include_extras=True)
+    params = list(inspect.signature(fn).parameters.values())[int(skip_self) :]
     fields: dict[str, Any] = {}
-    for i, (pname, param) in enumerate(inspect.signature(fn).parameters.items()):
-        if skip_self and i == 0:
-            continue
+    for param in params:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise TypeError(f"tool {name!r}: *args/**kwargs cannot be described to a model")
-        annotation = hints.get(pname, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[pname] = (_describe(annotation), default)
+        fields[param.name] = (_with_description(hints.get(param.name, Any)), default)
     model_name = "".join(part.capitalize() for part in name.split("_")) + "Arguments"
-    return pydantic.create_model(
-        model_name, __config__=pydantic.ConfigDict(extra="forbid"), **fields
-    )
+    config = pydantic.ConfigDict(extra="forbid")
+    return pydantic.create_model(model_name, __config__=config, **fields)
 
 
-def _describe(annotation: Any) -> Any:
+def _with_description(annotation: Any) -> Any:
     """`Annotated[T, "text"]` -> `Annotated[T, Field(description="text")]`."""
     if get_origin(annotation) is Annotated:
         base, *extras = get_args(annotation)
@@ -144,8 +263,14 @@ def _describe(annotation: Any) -> Any:
 
 
 def _strip_titles(schema: Any) -> Any:
+    """Drop pydantic's generated `title`s (tokens a model does not need); a parameter named
+    `title` is a dict-valued key of `properties`, and stays."""
     if isinstance(schema, dict):
-        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
+        return {
+            k: _strip_titles(v)
+            for k, v in schema.items()
+            if not (k == "title" and isinstance(v, str))
+        }
     if isinstance(schema, list):
         return [_strip_titles(v) for v in schema]
     return schema
@@ -155,9 +280,11 @@ def _first_paragraph(doc: str) -> str:
     return doc.strip().split("\n\n")[0].replace("\n", " ")
 
 
-def _short(exc: Exception) -> str:
-    if isinstance(exc, pydantic.ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
-        )
-    return str(exc)
+def _describe_errors(exc: pydantic.ValidationError) -> str:
+    """`argument: problem, got value` for each invalid argument."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(map(str, error["loc"])) or "arguments"
+        got = "" if error["type"] == "missing" else f", got {error['input']!r}"
+        parts.append(f"{where}: {error['msg']}{got}")
+    return "; ".join(parts)

@@ -1,18 +1,21 @@
 """`log_path/checkpoints.jsonl`: one line per saved checkpoint, written after the save is done,
 so the last complete line always names a checkpoint that loads; rerunning a command resumes
-from it."""
+from it. A record also names the renderer the run trained with, so that loading the
+checkpoint later (student, teacher, evaluation) can use the same chat format."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from tinker_cookbook.cli_utils import LogdirBehavior, check_log_dir
 
 CHECKPOINTS_FILE = "checkpoints.jsonl"
-LOG_DIR_BEHAVIORS = ("resume", "overwrite", "ask", "raise")
+RENDERER_KEY = "renderer_name"
+CheckpointKind = Literal["state", "sampler", "both"]
 logger = logging.getLogger(__name__)
 
 
@@ -37,14 +40,34 @@ def get_last_checkpoint(
     return records[-1] if records else None
 
 
-def _start_saves(training_client, name: str, kind: str) -> dict[str, Any]:
+def renderer_name_recorded_for(checkpoint_path: str) -> str | None:
+    """The renderer recorded with a local checkpoint: the record naming `checkpoint_path` in the
+    nearest `checkpoints.jsonl` above it (the local backend saves inside the run's folder)."""
+    if "://" in checkpoint_path:
+        return None
+    path = Path(checkpoint_path).expanduser().resolve()
+    for folder in [path, *path.parents]:
+        if not (folder / CHECKPOINTS_FILE).exists():
+            continue
+        for record in reversed(load_checkpoints(folder)):
+            paths = [record.get("state_path"), record.get("sampler_path")]
+            if any(p and Path(p).expanduser().resolve() == path for p in paths):
+                return record.get(RENDERER_KEY)
+        return None
+    return None
+
+
+def _start_saves(
+    training_client, name: str, kind: CheckpointKind, ttl_seconds: int | None = None
+) -> dict[str, Any]:
     if kind not in ("state", "sampler", "both"):
         raise ValueError(f"checkpoint kind {kind!r} is not 'state', 'sampler' or 'both'")
+    ttl = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
     futures = {}
     if kind in ("state", "both"):
-        futures["state_path"] = training_client.save_state(name)
+        futures["state_path"] = training_client.save_state(name, **ttl)
     if kind in ("sampler", "both"):
-        futures["sampler_path"] = training_client.save_weights_for_sampler(name)
+        futures["sampler_path"] = training_client.save_weights_for_sampler(name, **ttl)
     return futures
 
 
@@ -53,11 +76,13 @@ def save_checkpoint(
     name: str,
     log_path: str | Path,
     loop_state: dict[str, Any],
-    kind: str = "state",
+    kind: CheckpointKind = "state",
+    ttl_seconds: int | None = None,
 ) -> dict[str, Any]:
     """Save `state` (weights + optimizer, for resuming), `sampler` weights, or `both`, then
-    record them with the loop's position (`loop_state`, e.g. {"step": 40})."""
-    futures = _start_saves(training_client, name, kind)
+    record them with the loop's position and run facts (`loop_state`, e.g.
+    {"step": 40, "renderer_name": "qwen3"})."""
+    futures = _start_saves(training_client, name, kind, ttl_seconds)
     record = {"name": name, **loop_state, **{k: f.result().path for k, f in futures.items()}}
     append_jsonl(Path(log_path) / CHECKPOINTS_FILE, record)
     return record
@@ -68,10 +93,11 @@ async def save_checkpoint_async(
     name: str,
     log_path: str | Path,
     loop_state: dict[str, Any],
-    kind: str = "state",
+    kind: CheckpointKind = "state",
+    ttl_seconds: int | None = None,
 ) -> dict[str, Any]:
     """`save_checkpoint` for code running in an event loop."""
-    futures = _start_saves(training_client, name, kind)
+    futures = _start_saves(training_client, name, kind, ttl_seconds)
     record = {"name": name, **loop_state, **{k: (await f).path for k, f in futures.items()}}
     append_jsonl(Path(log_path) / CHECKPOINTS_FILE, record)
     return record
@@ -87,36 +113,11 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def prepare_log_dir(log_path: str | Path, behavior: str) -> bool:
-    """Make `log_path` ready; returns True when an earlier run there should be resumed."""
-    if behavior not in LOG_DIR_BEHAVIORS:
-        raise ValueError(
-            f"behavior_if_log_dir_exists={behavior!r} is not one of {LOG_DIR_BEHAVIORS}"
-        )
-    path = Path(log_path)
-    if not path.exists() or not any(path.iterdir()):
-        path.mkdir(parents=True, exist_ok=True)
-        return False
-    if behavior == "ask":
-        behavior = _ask(path)
-    if behavior == "raise":
-        raise FileExistsError(
-            f"log_path {str(path)!r} already holds a run (behavior_if_log_dir_exists=raise)"
-        )
-    if behavior == "overwrite":
-        shutil.rmtree(path)
-        path.mkdir(parents=True)
-        return False
-    return True
-
-
-def _ask(path: Path) -> str:
-    import sys
-
-    if not sys.stdin.isatty():
-        raise FileExistsError(
-            f"log_path {str(path)!r} already holds a run and there is no terminal to ask: "
-            "set behavior_if_log_dir_exists=resume, overwrite or raise"
-        )
-    answer = input(f"{path} already holds a run: [r]esume, [o]verwrite or [q]uit? ").strip().lower()
-    return {"r": "resume", "o": "overwrite"}.get(answer[:1], "raise")
+def prepare_log_dir(log_path: str | Path, behavior: LogdirBehavior) -> bool:
+    """Make `log_path` ready (through `cli_utils.check_log_dir`); True when an earlier run
+    there should be resumed."""
+    check_log_dir(str(log_path), behavior)
+    path = Path(log_path).expanduser()
+    resuming = path.exists() and any(path.iterdir())
+    path.mkdir(parents=True, exist_ok=True)
+    return resuming

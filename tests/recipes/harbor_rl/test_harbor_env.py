@@ -121,3 +121,15 @@ def test_the_cookbook_spelling_of_the_builder(tmp_path):
 
     assert asyncio.run(run()) == [(1.0, {"grading_error": 0.0})] * 2
     assert made == [77, 77]
+
+
+def test_overflow_and_parse_rewards_reach_the_episodes_and_distillation_zeroes_them():
+    from tinker_cookbook.recipes.distillation.harbor_multiturn import (
+        HarborDistillationDatasetBuilder,
+    )
+
+    options = builder(max_generation_tokens=512, context_overflow_reward=-0.5).episode_options()
+    assert (options.max_generation_tokens, options.context_overflow_reward) == (512, -0.5)
+    distilled = HarborDistillationDatasetBuilder(model_name="tiny-qwen3-1m", environment="local")
+    options = distilled.episode_options()
+    assert (options.context_overflow_reward, options.failed_parse_reward) == (0.0, 0.0)

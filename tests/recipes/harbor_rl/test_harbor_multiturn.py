@@ -67,10 +67,10 @@ def test_mask_of_a_real_multi_turn_trajectory_token_by_token(environment, reques
     if environment == "podman":
         request.getfixturevalue("podman")
     group = one_group(HarborDatasetBuilder, environment)
-    (trajectory,) = group.trajectories
+    (trajectory,) = group.trajectories_G
     assert len(trajectory.transitions) == 3
-    assert trajectory.transitions[-1].metrics["end_reason/no_tool_call"] == 1.0
-    assert group.total_rewards() == [1.0]  # the task's own tests pass
+    assert trajectory.transitions[-1].metrics["stop/completed"] == 1.0
+    assert group.get_total_rewards() == [1.0]  # the task's own tests pass
 
     (datum,), _, dropped = groups_to_data([group])
     assert dropped == 0  # one sequence: every turn extended the previous one
@@ -79,15 +79,15 @@ def test_mask_of_a_real_multi_turn_trajectory_token_by_token(environment, reques
     # Rebuild the expected mask from the observations and the scripted actions.
     expected, position, env_text = [], 0, []
     for transition, action in zip(trajectory.transitions, SCRIPT, strict=True):
-        observation = transition.observation.to_ints()
+        observation = transition.ob.to_ints()
         env_part = observation[position:]
         env_text.append(TOK.decode(env_part))
         expected += [0.0] * len(env_part) + [1.0] * len(action)
         position = len(observation) + len(action)
     assert mask == expected and len(full) == len(expected)
     assert (
-        full[: len(trajectory.transitions[0].observation.to_ints())]
-        == trajectory.transitions[0].observation.to_ints()
+        full[: len(trajectory.transitions[0].ob.to_ints())]
+        == trajectory.transitions[0].ob.to_ints()
     )
     # Environment tokens: system prompt + instruction, then real tool output with headers.
     assert "<|im_start|>system" in env_text[0] and "/app/numbers.txt has one integer" in env_text[0]
@@ -101,8 +101,9 @@ def test_mask_of_a_real_multi_turn_trajectory_token_by_token(environment, reques
 def test_distillation_builder_gives_zero_reward_even_when_solved():
     assert zero_reward([{"role": "user", "content": "x"}]) == 0.0
     group = one_group(HarborDistillationDatasetBuilder)
-    assert group.total_rewards() == [0.0]
-    assert "grading_error" not in group.trajectories[0].transitions[-1].metrics  # no test ever ran
+    assert group.get_total_rewards() == [0.0]
+    # no test ever ran
+    assert "grading_error" not in group.trajectories_G[0].transitions[-1].metrics
 
 
 @pytest.mark.parametrize("environment", ["local", "podman"])
@@ -151,7 +152,8 @@ def test_harbor_rl_recipe_runs_on_tiny_models(tmp_path):
     )
     harbor_train.main(cli)
     (row,) = [r for r in read_metrics(tmp_path) if "env/all/num_trajectories" in r]
-    assert row["env/all/num_trajectories"] == 4 and row["env/all/grading_error"] == 0.0
+    # Replies cut off at max_tokens=16 end their episode ungraded (context_overflow_reward).
+    assert row["env/all/num_trajectories"] == 4 and row.get("env/all/grading_error", 0.0) == 0.0
     assert row["env/grading_error"] == 0 and row["test/env/all/num_trajectories"] == 4
 
 

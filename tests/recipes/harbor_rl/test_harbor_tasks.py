@@ -18,6 +18,7 @@ from tinker_cookbook.recipes.harbor_rl.harbor_tasks import (
 from tinker_cookbook.recipes.harbor_rl.harbor_tools import HarborBashTool, HarborReward
 from tinker_cookbook.sandbox import available_backends
 from tinker_cookbook.sandbox.local_environment import BASE_IMAGE
+from tinker_cookbook.tool_use import ToolInput
 
 needs_sandbox = pytest.mark.skipif(not available_backends(), reason="no sandbox backend")
 
@@ -151,21 +152,29 @@ def test_local_refuses_non_root_users_and_compose(tmp_path):
 def test_bash_tool_caps_output_and_stops_hangs(tmp_path):
     async def run():
         env = await start_environment(load_harbor_task(make_task(tmp_path)), "local")
-        tool = HarborBashTool(env.sandbox, command_timeout=1.0, max_output_chars=200).bash
+        bash = HarborBashTool(env.sandbox, command_timeout=1.0, max_output_chars=200).bash
+
+        async def tool(arguments):
+            return await bash.run(ToolInput(arguments=arguments, call_id="c1"))
+
         try:
             flood = await tool({"command": "seq 1 100000"})
             hang = await tool({"command": "sleep 30"})
             ok = await tool({"command": "echo hi; echo oops >&2; exit 4"})
             late = HarborBashTool(env.sandbox, deadline=0.0).bash
-            assert (
-                "time for this task is over"
-                in (await late({"command": "true"})).messages[0]["content"]
-            )
+            over = await late.run(ToolInput(arguments={"command": "true"}))
+            assert "time for this task is over" in over.messages[0]["content"]
+            assert over.should_stop and over.metadata == {"error": "agent_timeout"}
         finally:
             await env.stop()
         return flood, hang, ok
 
-    flood, hang, ok = (r.messages[0]["content"] for r in asyncio.run(run()))
+    results = asyncio.run(run())
+    assert (
+        results[2].messages[0]["tool_call_id"] == "c1" and results[2].messages[0]["name"] == "bash"
+    )
+    assert results[2].metadata == {"exit_code": 4}
+    flood, hang, ok = (r.messages[0]["content"] for r in results)
     assert len(flood) < 400 and "characters cut" in flood
     assert "timed out after 1s" in hang
     assert ok == "hi\n\n[stderr]\noops\n\n[exit code 4]"

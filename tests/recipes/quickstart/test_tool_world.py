@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tinker_cookbook.local import get_tokenizer
+from tinker_cookbook.model_info import get_recommended_renderer_name
 from tinker_cookbook.recipes.distillation import off_policy_reasoning
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder
 from tinker_cookbook.recipes.harbor_rl.harbor_tasks import load_tasks
@@ -30,7 +31,7 @@ from tinker_cookbook.recipes.quickstart.tool_world import (
     write_tool_tasks,
     write_tool_transcripts,
 )
-from tinker_cookbook.renderers import get_renderer
+from tinker_cookbook.renderers import RenderContext, ToolCall, get_renderer
 from tinker_cookbook.rl.rollouts import do_group_rollout
 from tinker_cookbook.rl.types import TokensWithLogprobs
 from tinker_cookbook.sandbox import available_backends
@@ -38,7 +39,7 @@ from tinker_cookbook.utils.checkpoints import load_checkpoints
 
 needs_sandbox = pytest.mark.skipif(not available_backends(), reason="no sandbox backend")
 TOKENIZER = get_tokenizer("tiny-qwen3-1m")
-RENDERER = get_renderer("qwen3", TOKENIZER)
+RENDERER = get_renderer(get_recommended_renderer_name("tiny-qwen3-1m"), TOKENIZER)
 
 
 def folder_contents(root) -> dict[str, str]:
@@ -101,15 +102,20 @@ def scripted_policy(replies: list[list[int]]):
 
 
 def replies_for(messages) -> list[list[int]]:
-    """The token replies a model would sample to say `messages`' assistant turns."""
+    """The token replies a model would sample to say `messages`' assistant turns: each turn's
+    rendered output (content and end-of-turn token), as the renderer lays it out."""
     turns = [m for m in messages if m["role"] == "assistant"]
-    return [RENDERER.render_message(m, is_last=False).body for m in turns]
+    return [
+        [t for chunk in RENDERER.render_message(m, RenderContext(idx=0, is_last=False)).output
+         for t in chunk.tokens]
+        for m in turns
+    ]  # fmt: skip
 
 
 def wrong_answer_messages(problem):
     messages = reference_messages(problem)
     command = f"echo {problem.answer + 1} > {ANSWER_FILE}"
-    messages[0]["tool_calls"][0]["arguments"]["command"] = command
+    messages[0]["tool_calls"] = [ToolCall.from_arguments("bash", {"command": command})]
     return messages
 
 
@@ -144,25 +150,25 @@ def test_the_fixed_command_runs_in_the_sandbox_and_only_the_right_answer_scores(
     groups = train.get_batch(0)
     scripts = [reference_messages, wrong_answer_messages, lambda p: reference_messages(p)[-1:]]
     correct, wrong, idle = rollout(groups, scripts)
-    assert [g.total_rewards() for g in (correct, wrong, idle)] == [[1.0], [0.0], [0.0]]
-    (episode,) = correct.trajectories
+    assert [g.get_total_rewards() for g in (correct, wrong, idle)] == [[1.0], [0.0], [0.0]]
+    (episode,) = correct.trajectories_G
     assert len(episode.transitions) == 2
     # The short system prompt is what the episode's prompt starts with.
-    first = TOKENIZER.decode(episode.transitions[0].observation.to_ints())
+    first = TOKENIZER.decode(episode.transitions[0].ob.to_ints())
     assert first.startswith(
         f"<|im_start|>system\n{SHORT_SYSTEM_PROMPT}\n\n{SHORT_TOOL_DESCRIPTION}<|im_end|>\n"
         f"<|im_start|>user\n{groups[0].task.instruction}<|im_end|>"
     )
     # The transcript's tool message is exactly what the bash tool answered in the sandbox.
-    observation = TOKENIZER.decode(episode.transitions[1].observation.to_ints())
+    observation = TOKENIZER.decode(episode.transitions[1].ob.to_ints())
     tool_reply = reference_messages(read_problem(groups[0].task.path))[1]["content"]
     assert observation.endswith(
         f"<tool_response>\n{tool_reply}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
     )
     for group in (correct, wrong, idle):
-        assert group.trajectories[0].transitions[-1].metrics["grading_error"] == 0.0
-    assert episode.transitions[-1].metrics["end_reason/no_tool_call"] == 1.0
-    assert COMMAND in first + TOKENIZER.decode(episode.transitions[0].action.tokens)
+        assert group.trajectories_G[0].transitions[-1].metrics["grading_error"] == 0.0
+    assert episode.transitions[-1].metrics["stop/completed"] == 1.0
+    assert COMMAND in first + TOKENIZER.decode(episode.transitions[0].ac.tokens)
 
 
 @needs_sandbox
@@ -184,10 +190,10 @@ def test_sft_transcripts_are_the_environment_episodes_with_loss_on_assistant_tok
         sequences[tuple(datum.model_input.to_ints() + targets[-1:])] = datum
     newline = TOKENIZER.encode("\n", add_special_tokens=False)
     for group, episodes in zip(groups, rollout(groups, [reference_messages] * 2), strict=True):
-        (episode,) = episodes.trajectories
-        assert episodes.total_rewards() == [1.0]
+        (episode,) = episodes.trajectories_G
+        assert episodes.get_total_rewards() == [1.0]
         last = episode.transitions[-1]
-        tokens = last.observation.to_ints() + last.action.tokens
+        tokens = last.ob.to_ints() + last.ac.tokens
         # The SFT sequence is the episode token for token (plus the final turn's newline).
         datum = sequences[tuple(tokens + newline)]
         assert group.task.instruction in TOKENIZER.decode(tokens)

@@ -2,14 +2,21 @@
 
 `HarborDistillationDatasetBuilder` is `HarborDatasetBuilder` with `reward_fn=zero_reward` in
 place of the tasks' grading: the teacher's per-token KL is the only training signal, so no
-test ever runs and no format reward is needed.
+test runs during training and no format reward is needed. Held-out tasks (`test_size`) are
+still graded, as the run's evaluation.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import chz
 
-from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDataset, HarborDatasetBuilder
+from tinker_cookbook.recipes.harbor_rl.harbor_env import (
+    EpisodeOptions,
+    HarborDataset,
+    HarborDatasetBuilder,
+)
 from tinker_cookbook.renderers import Message
 
 
@@ -20,5 +27,14 @@ def zero_reward(history: list[Message]) -> float:
 
 @chz.chz
 class HarborDistillationDatasetBuilder(HarborDatasetBuilder):
+    def episode_options(self) -> EpisodeOptions:
+        """No penalty either for a reply cut off or unparseable: the teacher's KL covers it."""
+        options = super().episode_options()
+        return dataclasses.replace(options, context_overflow_reward=0.0, failed_parse_reward=0.0)
+
     async def __call__(self) -> tuple[HarborDataset, HarborDataset | None]:
-        return self.make_datasets(reward_fn=zero_reward)
+        """Training tasks with no reward; held-out tasks (`test_size`) graded by their own
+        tests, so evaluation measures what the student can actually do."""
+        train, _ = self.make_datasets(reward_fn=zero_reward)
+        held_out = self.make_datasets(reward_fn=None)[1] if self.test_size else None
+        return train, held_out

@@ -4,24 +4,25 @@
         model_name=Qwen/Qwen3-8B-Base learning_rate=1e-3 batch_size=128 lora_rank=128 \\
         wandb_project=cookbook_distillation
 
-`dataset_path=rows.jsonl` trains on a local file of the same schema (`conversations` of
-`{from, value}`) instead of streaming `open-thoughts/OpenThoughts3-1.2M`. Rerunning the same
-command resumes from the last checkpoint in `log_path`.
+OpenThoughts3 is streamed through a shuffle buffer of `buffer_size` rows, and an epoch is
+`max_prompts` conversations (3,000 steps of 128 by default). `dataset_path=rows.jsonl` trains on
+a local file of the same schema (`conversations` of `{from, value}`) instead. The renderer is
+`renderer_name=`, else the one recorded with `load_checkpoint_path`, else the model's. Rerunning
+the same command resumes from the last checkpoint in `log_path`.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import chz
 
+from tinker_cookbook import checkpoint_utils
 from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
 from tinker_cookbook.renderers import TrainOnWhat
 from tinker_cookbook.supervised import train
-from tinker_cookbook.supervised.datasets import (
-    ChatDatasetBuilder,
-    ChatDatasetBuilderCommonConfig,
-    FromConversationFileBuilder,
-    HFChatDatasetBuilder,
-)
+from tinker_cookbook.supervised.data import FromConversationFileBuilder, HFChatDatasetBuilder
+from tinker_cookbook.supervised.types import ChatDatasetBuilder, ChatDatasetBuilderCommonConfig
 
 OPENTHOUGHTS3 = "open-thoughts/OpenThoughts3-1.2M"
 OPENTHOUGHTS3_ROWS = 1_200_000
@@ -35,10 +36,14 @@ class CLIConfig(RunArgs):
     renderer_name: str | None = None
     max_length: int = 16384
     batch_size: int = 128
+    # Rows held in the streaming shuffle buffer (the cookbook uses 128 * 3000; each row is a
+    # long trace, so that needs many GB of memory).
+    buffer_size: int = 10_000
+    max_prompts: int = 128 * 3000  # conversations per epoch (a local file: at most this many)
     test_size: int = 0  # held-out conversations for the NLL evaluation
     skip_bad_rows: bool = False
     learning_rate: float = 1e-3
-    lr_schedule: str = "linear"
+    lr_schedule: train.LRSchedule = "linear"
     lr_warmup_steps: int = 0
     num_epochs: int = 1
     lora_rank: int = 128
@@ -46,10 +51,10 @@ class CLIConfig(RunArgs):
     save_every: int = 50
 
 
-def dataset_builder(cli: CLIConfig) -> ChatDatasetBuilder:
+def dataset_builder(cli: CLIConfig, renderer_name: str | None = None) -> ChatDatasetBuilder:
     common = ChatDatasetBuilderCommonConfig(
         model_name_for_tokenizer=cli.model_name,
-        renderer_name=cli.renderer_name,
+        renderer_name=renderer_name or cli.renderer_name,
         max_length=cli.max_length,
         batch_size=cli.batch_size,
         train_on_what=TrainOnWhat.ALL_ASSISTANT_MESSAGES,
@@ -61,18 +66,27 @@ def dataset_builder(cli: CLIConfig) -> ChatDatasetBuilder:
             test_size=cli.test_size,
             shuffle_seed=cli.seed,
             skip_bad_rows=cli.skip_bad_rows,
+            max_rows=cli.max_prompts,
         )
     return HFChatDatasetBuilder(
         common_config=common,
         dataset_name=cli.dataset,
         test_size=cli.test_size,
         shuffle_seed=cli.seed,
+        shuffle_buffer=cli.buffer_size,
         num_rows=OPENTHOUGHTS3_ROWS if cli.dataset == OPENTHOUGHTS3 else None,
+        max_rows=cli.max_prompts,
         skip_bad_rows=cli.skip_bad_rows,
     )
 
 
 def build_config(cli: CLIConfig) -> train.Config:
+    renderer_name = checkpoint_utils.resolve_renderer_name_from_checkpoint_or_default(
+        model_name=cli.model_name,
+        explicit_renderer_name=cli.renderer_name,
+        load_checkpoint_path=cli.load_checkpoint_path,
+        base_url=cli.base_url,
+    )
     log_path = cli.log_path or default_log_path(
         "off_policy_reasoning",
         cli.model_name,
@@ -81,13 +95,22 @@ def build_config(cli: CLIConfig) -> train.Config:
         r=cli.lora_rank,
     )
     return config_from_cli(
-        train.Config, cli, log_path=log_path, dataset_builder=dataset_builder(cli)
+        train.Config,
+        cli,
+        log_path=log_path,
+        renderer_name=renderer_name,
+        recipe_name="recipe_distillation_off_policy_reasoning",
+        dataset_builder=dataset_builder(cli, renderer_name),
     )
 
 
-def main(cli: CLIConfig) -> dict:
-    return train.main(build_config(cli))
+def cli_main(cli_config: CLIConfig) -> dict:
+    """Train (or resume) the run the command describes; returns its final checkpoint record."""
+    return asyncio.run(train.main(build_config(cli_config)))
+
+
+main = cli_main
 
 
 if __name__ == "__main__":
-    chz.nested_entrypoint(main)
+    cli_main(chz.entrypoint(CLIConfig))

@@ -6,41 +6,52 @@
         wandb_project=cookbook_distillation
 
 `dataset_path=` reads prompts from a local file of the dataset's schema; `teacher_model` /
-`teacher_checkpoint` pick the teacher. Rerunning the same command resumes.
+`teacher_checkpoint` pick the teacher. `loss_fn` (importance_sampling, ppo, cispo, dro) with
+`loss_fn_config`, `num_substeps` optimizer steps per batch, and `compute_post_kl` (log how far
+each step moved the policy) shape the update. The renderer is `renderer_name=`, else the one
+recorded with `load_checkpoint_path`, else the model's. Rerunning the same command resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import chz
 
+from tinker_cookbook import checkpoint_utils
 from tinker_cookbook.distillation import train_on_policy
-from tinker_cookbook.distillation.datasets import HeldOutMathEvalBuilder, PromptDatasetBuilder
-from tinker_cookbook.distillation.train_on_policy import DistillationDatasetConfig, TeacherConfig
-from tinker_cookbook.eval.evaluators import MathEvalBuilder
+from tinker_cookbook.distillation.datasets import (
+    DistillationDatasetConfig,
+    HeldOutMathEvalBuilder,
+    PromptOnlyDatasetBuilder,
+    TeacherConfig,
+)
+from tinker_cookbook.eval.evaluators import EvaluatorBuilder, MathEvalBuilder
 from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
+from tinker_cookbook.rl.train import RLLossFn
 
 
 @chz.chz
-class CLIConfig(RunArgs):
+class DistillArgs(RunArgs):
+    """What every single-turn on-policy distillation recipe takes."""
+
     model_name: str = "Qwen/Qwen3-8B-Base"
-    dataset: str = "deepmath"  # deepmath | tulu3
-    dataset_path: str | None = None
-    teacher_model: str = "Qwen/Qwen3-8B"
-    teacher_checkpoint: str | None = None
     renderer_name: str | None = None
-    group_size: int = 4
-    groups_per_batch: int = 64
+    group_size: int = 4  # samples per prompt
     learning_rate: float = 1e-4
-    lr_schedule: str = "constant"
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     lr_warmup_steps: int = 0
     lora_rank: int = 128
     max_tokens: int = 4096
     temperature: float = 1.0
     kl_penalty_coef: float = 1.0
     kl_discount_factor: float = 0.0
-    max_prompt_tokens: int = 1024
+    num_substeps: int = 1  # optimizer steps per batch
+    loss_fn: RLLossFn = "importance_sampling"
+    loss_fn_config: dict[str, float] | None = None  # e.g. loss_fn_config.beta=0.05 for dro
+    compute_post_kl: bool = False  # log kl_pre_post_v1/v2: how far each step moved the policy
+    max_prompt_tokens: int = 1024  # longer questions are cut to this many tokens
     recompute_student_logprobs: bool = False
     max_steps_off_policy: int = 0
     # Held-out pass@1: `eval_size` problems split off the DeepMath prompts (default 100 when
@@ -52,14 +63,37 @@ class CLIConfig(RunArgs):
     save_every: int = 20
 
 
+@chz.chz
+class CLIConfig(DistillArgs):
+    dataset: Literal["deepmath", "tulu3"] = "deepmath"
+    dataset_path: str | None = None  # a local file of the dataset's schema
+    teacher_model: str = "Qwen/Qwen3-8B"
+    teacher_checkpoint: str | None = None
+    groups_per_batch: int = 64
+
+
+def resolve_renderer(cli: DistillArgs) -> str:
+    return checkpoint_utils.resolve_renderer_name_from_checkpoint_or_default(
+        model_name=cli.model_name,
+        explicit_renderer_name=cli.renderer_name,
+        load_checkpoint_path=cli.load_checkpoint_path,
+        base_url=cli.base_url,
+    )
+
+
 def prompt_builder(
-    cli: CLIConfig, dataset: str, dataset_path: str | None, groups_per_batch: int, test_size: int
-) -> PromptDatasetBuilder:
-    return PromptDatasetBuilder(
-        dataset=dataset,
+    cli: DistillArgs,
+    renderer_name: str,
+    dataset: str,
+    dataset_path: str | None,
+    groups_per_batch: int,
+    test_size: int,
+) -> PromptOnlyDatasetBuilder:
+    return PromptOnlyDatasetBuilder(
+        dataset_name=dataset,
         dataset_path=dataset_path,
         model_name_for_tokenizer=cli.model_name,
-        renderer_name=cli.renderer_name,
+        renderer_name=renderer_name,
         groups_per_batch=groups_per_batch,
         group_size=cli.group_size,
         max_prompt_tokens=cli.max_prompt_tokens,
@@ -68,16 +102,18 @@ def prompt_builder(
     )
 
 
-def eval_builders(cli: CLIConfig, prompts: PromptDatasetBuilder) -> list:
+def eval_builders(
+    cli: DistillArgs, renderer_name: str, prompts: PromptOnlyDatasetBuilder
+) -> list[EvaluatorBuilder]:
     if cli.eval_dataset_path:
         return [
             MathEvalBuilder(
                 file_path=cli.eval_dataset_path, model_name_for_tokenizer=cli.model_name,
-                renderer_name=cli.renderer_name, n_samples=cli.eval_samples, max_tokens=cli.max_tokens,
+                renderer_name=renderer_name, n_samples=cli.eval_samples, max_tokens=cli.max_tokens,
                 temperature=cli.temperature, seed=cli.seed,
             )
         ]  # fmt: skip
-    if prompts.dataset == "deepmath" and prompts.test_size > 0:
+    if prompts.dataset_name == "deepmath" and prompts.test_size > 0:
         return [
             HeldOutMathEvalBuilder(
                 prompts=prompts,
@@ -89,38 +125,57 @@ def eval_builders(cli: CLIConfig, prompts: PromptDatasetBuilder) -> list:
     return []
 
 
-def build_config(cli: CLIConfig) -> train_on_policy.Config:
-    eval_size = (
-        cli.eval_size
-        if cli.eval_size is not None
-        else (100 if cli.dataset == "deepmath" and not cli.dataset_path else 0)
+def distill_config(
+    cli: DistillArgs,
+    renderer_name: str,
+    log_path: str,
+    datasets: list[DistillationDatasetConfig],
+    evaluators: list[EvaluatorBuilder],
+    recipe_name: str,
+) -> train_on_policy.Config:
+    """The loop's Config: every setting the command shares with it, plus these."""
+    return config_from_cli(
+        train_on_policy.Config,
+        cli,
+        log_path=log_path,
+        renderer_name=renderer_name,
+        recipe_name=recipe_name,
+        dataset_configs=datasets,
+        evaluator_builders=evaluators,
     )
-    prompts = prompt_builder(cli, cli.dataset, cli.dataset_path, cli.groups_per_batch, eval_size)
+
+
+def build_config(cli: CLIConfig) -> train_on_policy.Config:
+    renderer = resolve_renderer(cli)
+    streamed_deepmath = cli.dataset == "deepmath" and not cli.dataset_path
+    eval_size = cli.eval_size if cli.eval_size is not None else (100 if streamed_deepmath else 0)
+    prompts = prompt_builder(
+        cli, renderer, cli.dataset, cli.dataset_path, cli.groups_per_batch, eval_size
+    )
     teacher = TeacherConfig(
         base_model=cli.teacher_model, load_checkpoint_path=cli.teacher_checkpoint
+    )
+    dataset = DistillationDatasetConfig(
+        dataset_builder=prompts, teacher_config=teacher, groups_per_batch=cli.groups_per_batch
     )
     log_path = cli.log_path or default_log_path(
         "on_policy_distillation", cli.model_name, ds=cli.dataset, lr=cli.learning_rate,
         gpb=cli.groups_per_batch, r=cli.lora_rank,
     )  # fmt: skip
-    return config_from_cli(
-        train_on_policy.Config,
-        cli,
-        log_path=log_path,
-        dataset_configs=[
-            DistillationDatasetConfig(
-                dataset_builder=prompts,
-                teacher_config=teacher,
-                groups_per_batch=cli.groups_per_batch,
-            )
-        ],
-        evaluator_builders=eval_builders(cli, prompts),
-    )
+    return distill_config(
+        cli, renderer, log_path, [dataset], eval_builders(cli, renderer, prompts),
+        "recipe_distillation_on_policy",
+    )  # fmt: skip
 
 
-def main(cli: CLIConfig) -> dict:
-    return asyncio.run(train_on_policy.main(build_config(cli)))
+async def cli_main(cli_config: CLIConfig) -> dict:
+    """Train (or resume) the run the command describes; returns its final checkpoint record."""
+    return await train_on_policy.main(build_config(cli_config))
+
+
+def main(cli_config: CLIConfig) -> dict:
+    return asyncio.run(cli_main(cli_config))
 
 
 if __name__ == "__main__":
-    chz.nested_entrypoint(main)
+    main(chz.entrypoint(CLIConfig))

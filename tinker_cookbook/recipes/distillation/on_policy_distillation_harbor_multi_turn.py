@@ -6,8 +6,8 @@
         max_tokens=2048 max_trajectory_tokens=24576
 
 Tasks come from `tasks_dir`, a downloaded `dataset` (`uvx harbor datasets download NAME@VERSION`),
-or the bundled pack. Environment tokens (system prompt, instruction, tool output, chat headers)
-are masked: only the student's own tokens carry loss.
+or the bundled pack (`task_name=` keeps one task of them). Environment tokens (system prompt,
+instruction, tool output, chat headers) are masked: only the student's own tokens carry loss.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import asyncio
 
 import chz
 
+from tinker_cookbook import checkpoint_utils
 from tinker_cookbook.distillation import train_on_policy
-from tinker_cookbook.distillation.train_on_policy import DistillationDatasetConfig, TeacherConfig
+from tinker_cookbook.distillation.datasets import DistillationDatasetConfig, TeacherConfig
 from tinker_cookbook.recipes.common import config_from_cli, default_log_path
 from tinker_cookbook.recipes.distillation.harbor_multiturn import HarborDistillationDatasetBuilder
 from tinker_cookbook.recipes.harbor_rl import train as harbor_train
+from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborTask
+from tinker_cookbook.rl.train import RLLossFn
 
 
 @chz.chz
@@ -31,15 +34,31 @@ class CLIConfig(harbor_train.HarborArgs):
     lora_rank: int = 8
     kl_penalty_coef: float = 1.0
     kl_discount_factor: float = 0.0
+    num_substeps: int = 1  # optimizer steps per batch
+    loss_fn: RLLossFn = "importance_sampling"
+    loss_fn_config: dict[str, float] | None = None
+    compute_post_kl: bool = False
+    test_size: int = 0  # tasks held out, graded by their own tests every eval_every steps
+    eval_every: int = 20
 
 
-def build_config(cli: CLIConfig) -> train_on_policy.Config:
+def build_config(cli: CLIConfig, tasks: list[HarborTask] | None = None) -> train_on_policy.Config:
+    """`tasks`, when given, replace the ones `tasks_dir`/`dataset` would load."""
+    renderer = checkpoint_utils.resolve_renderer_name_from_checkpoint_or_default(
+        model_name=cli.model_name,
+        explicit_renderer_name=cli.renderer_name,
+        load_checkpoint_path=cli.load_checkpoint_path,
+        base_url=cli.base_url,
+    )
     log_path = cli.log_path or default_log_path(
         "harbor_multi_turn", cli.model_name, ds=cli.dataset or cli.tasks_dir or "bundled",
         lr=cli.learning_rate, gpb=cli.groups_per_batch, r=cli.lora_rank,
     )  # fmt: skip
+    builder = harbor_train.harbor_builder(
+        chz.replace(cli, renderer_name=renderer), HarborDistillationDatasetBuilder
+    )
     dataset = DistillationDatasetConfig(
-        dataset_builder=harbor_train.harbor_builder(cli, HarborDistillationDatasetBuilder),
+        dataset_builder=chz.replace(builder, tasks=tasks) if tasks is not None else builder,
         teacher_config=TeacherConfig(
             base_model=cli.teacher_model, load_checkpoint_path=cli.teacher_checkpoint
         ),
@@ -47,13 +66,23 @@ def build_config(cli: CLIConfig) -> train_on_policy.Config:
         name="harbor",
     )
     return config_from_cli(
-        train_on_policy.Config, cli, log_path=log_path, dataset_configs=[dataset]
+        train_on_policy.Config,
+        cli,
+        log_path=log_path,
+        renderer_name=renderer,
+        recipe_name="recipe_distillation_on_policy_harbor_multi_turn",
+        dataset_configs=[dataset],
     )
 
 
-def main(cli: CLIConfig) -> dict:
-    return asyncio.run(train_on_policy.main(build_config(cli)))
+async def cli_main(cli_config: CLIConfig, tasks: list[HarborTask] | None = None) -> dict:
+    """Train (or resume) the run the command describes; returns its final checkpoint record."""
+    return await train_on_policy.main(build_config(cli_config, tasks))
+
+
+def main(cli_config: CLIConfig) -> dict:
+    return asyncio.run(cli_main(cli_config))
 
 
 if __name__ == "__main__":
-    chz.nested_entrypoint(main)
+    main(chz.entrypoint(CLIConfig))

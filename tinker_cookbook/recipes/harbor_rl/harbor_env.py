@@ -33,8 +33,7 @@ from tinker_cookbook.recipes.harbor_rl.harbor_tools import (
 )
 from tinker_cookbook.renderers import Renderer, get_recommended_renderer_name, get_renderer
 from tinker_cookbook.rl.types import Env, EnvGroupBuilder, RLDataset, RLDatasetBuilder
-from tinker_cookbook.tool_use import RewardFn, Tool, build_agent_tool_env
-from tinker_cookbook.tool_use.agent_env import tool_system_message
+from tinker_cookbook.tool_use import RewardFn, Tool, build_agent_tool_env, tool_system_message
 
 SYSTEM_PROMPT = (
     "You are an agent working in a Linux shell. Use the bash tool to inspect and change the "
@@ -64,6 +63,9 @@ class EpisodeOptions:
     grader_timeout: float | None = None
     max_turns: int = 10
     max_trajectory_tokens: int = 32768
+    max_generation_tokens: int | None = None
+    context_overflow_reward: float = -0.1  # a reply cut off, or no room left for the next
+    failed_parse_reward: float = -0.1  # a reply, or all its tool calls, unparseable
     system_prompt: str = SYSTEM_PROMPT
     tool_description: str | None = None
     enable_file_tools: bool = False
@@ -119,7 +121,10 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
         return build_agent_tool_env(
             self.renderer, tools, [{"role": "user", "content": self.task.instruction}], reward,
             max_turns=o.max_turns, max_trajectory_tokens=o.max_trajectory_tokens,
-            system_prompt=o.system_prompt or None, tool_description=o.tool_description,
+            max_generation_tokens=o.max_generation_tokens,
+            context_overflow_reward=o.context_overflow_reward,
+            failed_parse_reward=o.failed_parse_reward,
+            system_prompt=o.system_prompt, tool_description=o.tool_description,
         )  # fmt: skip
 
     def _announce(self, message: str) -> None:
@@ -178,6 +183,8 @@ class HarborDatasetBuilder(RLDatasetBuilder):
     renderer_name: str | None = None
     max_turns: int = 10
     max_trajectory_tokens: int = 32 * 1024
+    max_generation_tokens: int | None = None  # room kept for each reply (see build_agent_tool_env)
+    context_overflow_reward: float = -0.1
     # Where episodes run: auto (docker, else podman), local (the engine-free sandbox), any
     # environment type Harbor knows (docker, podman, modal, daytona, e2b, ...) or module:Class;
     # environment_kwargs are passed to it (e.g. local: memory_mb).
@@ -237,6 +244,8 @@ class HarborDatasetBuilder(RLDatasetBuilder):
             grader_timeout=self.grader_timeout,
             max_turns=self.max_turns,
             max_trajectory_tokens=self.max_trajectory_tokens,
+            max_generation_tokens=self.max_generation_tokens,
+            context_overflow_reward=self.context_overflow_reward,
             system_prompt=self.resolved_system_prompt(),
             tool_description=self.tool_description,
             enable_file_tools=self.enable_file_tools,

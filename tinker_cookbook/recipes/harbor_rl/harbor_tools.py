@@ -11,9 +11,16 @@ from collections.abc import Callable
 from typing import Annotated
 
 from tinker_cookbook.recipes.harbor_rl.environments import GradingError, TaskEnvironment
-from tinker_cookbook.renderers import Message
+from tinker_cookbook.renderers.messages import Message
 from tinker_cookbook.sandbox import SandboxInterface
-from tinker_cookbook.tool_use import tool
+from tinker_cookbook.sandbox.base import SandboxError
+from tinker_cookbook.tool_use import (
+    FunctionTool,
+    ToolResult,
+    error_tool_result,
+    simple_tool_result,
+    tool,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +36,9 @@ def _cap(text: str, limit: int) -> str:
 
 class HarborBashTool:
     """`bash` in the task's environment: output capped, a hung command stopped at
-    `command_timeout` seconds."""
+    `command_timeout` seconds. Its result is one tool message (tool_call_id and name "bash"),
+    the output followed by `[exit code N]`; a failing command is an ordinary result, not an
+    error: reading its output is the model's job."""
 
     def __init__(self, sandbox: SandboxInterface | None, command_timeout: float = 120.0,
                  max_output_chars: int = MAX_OUTPUT_CHARS, deadline: float | None = None):  # fmt: skip
@@ -40,14 +49,18 @@ class HarborBashTool:
     @tool
     async def bash(
         self, command: Annotated[str, "A bash command to run in the task's environment"]
-    ) -> str:
+    ) -> ToolResult:
         """Run a bash command in the task's environment and see its output and exit code."""
         assert self.sandbox is not None, "HarborBashTool needs a sandbox to run commands"
         timeout = self.command_timeout
         if self.deadline is not None:
             timeout = min(timeout, self.deadline - time.monotonic())
             if timeout <= 0:
-                return "[the agent's time for this task is over; the command did not run]"
+                return error_tool_result(
+                    "the agent's time for this task is over; the command did not run",
+                    error_type="agent_timeout",
+                    should_stop=True,
+                )
         r = await self.sandbox.run_command(
             command, timeout=timeout, max_output_bytes=4 * self.max_output_chars
         )
@@ -59,30 +72,32 @@ class HarborBashTool:
         if r.output_truncated:
             notes.append("output exceeded the limit and was cut")
         notes.append(f"exit code {r.exit_code}")
-        return f"{text}\n[{'; '.join(notes)}]".lstrip("\n")
+        output = f"{text}\n[{'; '.join(notes)}]".lstrip("\n")
+        return simple_tool_result(output, metadata={"exit_code": r.exit_code})
 
 
 class HarborFileTools:
     """Glob, Grep, ReadFile, WriteFile and StrReplaceFile in the task's environment (they
-    need `python3` there), for agents trained with file tools beside bash."""
+    need `python3` there), for agents trained with file tools beside bash. A file that cannot
+    be read or edited is an `error_tool_result` the model reads."""
 
     def __init__(self, sandbox: SandboxInterface, command_timeout: float = 60.0):
         self.sandbox, self.command_timeout = sandbox, command_timeout
 
-    async def _python(self, script: str, *args: str) -> str:
+    async def _python(self, script: str, *args: str) -> ToolResult:
         command = f"python3 -c {shlex.quote(script)} " + " ".join(shlex.quote(a) for a in args)
         r = await self.sandbox.run_command(command, timeout=self.command_timeout,
                                            max_output_bytes=4 * MAX_OUTPUT_CHARS)  # fmt: skip
         if r.exit_code != 0:
-            return f"ERROR: {_cap((r.stderr or r.stdout).strip(), 2000)}"
-        return _cap(r.stdout, MAX_OUTPUT_CHARS)
+            return error_tool_result(_cap((r.stderr or r.stdout).strip(), 2000))
+        return simple_tool_result(_cap(r.stdout, MAX_OUTPUT_CHARS))
 
     @tool
     async def Glob(
         self,
         pattern: Annotated[str, "Glob pattern, e.g. *.py or src/**/*.js"],
         directory: Annotated[str, "Absolute directory to search in"] = ".",
-    ) -> str:
+    ) -> ToolResult:
         """Find files whose path matches a glob pattern."""
         return await self._python(
             "import pathlib,sys\nd=pathlib.Path(sys.argv[2])\n"
@@ -95,16 +110,16 @@ class HarborFileTools:
         self,
         pattern: Annotated[str, "A regular expression to search file contents for"],
         path: Annotated[str, "File or directory to search in"] = ".",
-    ) -> str:
+    ) -> ToolResult:
         """Search file contents with a regular expression; prints path:line:text."""
         r = await self.sandbox.run_command(
             f"grep -rnE -- {shlex.quote(pattern)} {shlex.quote(path)} | head -n 250",
             timeout=self.command_timeout, max_output_bytes=4 * MAX_OUTPUT_CHARS,
         )  # fmt: skip
-        return _cap(r.stdout, MAX_OUTPUT_CHARS) or "no matches"
+        return simple_tool_result(_cap(r.stdout, MAX_OUTPUT_CHARS) or "no matches")
 
     @tool
-    async def ReadFile(self, path: Annotated[str, "Path of the file to read"]) -> str:
+    async def ReadFile(self, path: Annotated[str, "Path of the file to read"]) -> ToolResult:
         """Read a text file, with line numbers."""
         return await self._python(
             "import sys\nfor i,l in enumerate(open(sys.argv[1],errors='replace'),1):\n"
@@ -116,10 +131,13 @@ class HarborFileTools:
         self,
         path: Annotated[str, "Path of the file to write"],
         content: Annotated[str, "The whole new content of the file"],
-    ) -> str:
+    ) -> ToolResult:
         """Create or overwrite a file with the given content."""
-        await self.sandbox.write_file(path, content)
-        return f"wrote {len(content)} characters to {path}"
+        try:
+            await self.sandbox.write_file(path, content)
+        except SandboxError as exc:  # e.g. a read-only or invalid path: the model's to fix
+            return error_tool_result(str(exc))
+        return simple_tool_result(f"wrote {len(content)} characters to {path}")
 
     @tool
     async def StrReplaceFile(
@@ -127,7 +145,7 @@ class HarborFileTools:
         path: Annotated[str, "Path of the file to edit"],
         old: Annotated[str, "Exact text to replace (must occur once)"],
         new: Annotated[str, "Replacement text"],
-    ) -> str:
+    ) -> ToolResult:
         """Replace one exact occurrence of a string in a file."""
         return await self._python(
             "import sys,json\np,o,n=sys.argv[1],json.loads(sys.argv[2]),json.loads(sys.argv[3])\n"
@@ -137,7 +155,7 @@ class HarborFileTools:
             path, json.dumps(old), json.dumps(new),
         )  # fmt: skip
 
-    def tools(self) -> list:
+    def tools(self) -> list[FunctionTool]:
         return [self.Glob, self.Grep, self.ReadFile, self.WriteFile, self.StrReplaceFile]
 
 

@@ -14,6 +14,7 @@ from tinker import types
 
 from tinker_cookbook.eval.answer_grading import extract_boxed, grade_answer
 from tinker_cookbook.eval.evaluators import math_problem_messages
+from tinker_cookbook.renderers import get_text_content
 
 
 async def evaluate_student(
@@ -39,7 +40,7 @@ async def evaluate_student(
     for (_, answer), prompt, result in zip(problems, prompts, results, strict=True):
         for seq in result.sequences:
             message, _ = renderer.parse_response(list(seq.tokens))
-            given = extract_boxed(message["content"])
+            given = extract_boxed(get_text_content(message))
             boxed.append(given is not None)
             correct.append(grade_answer(given, answer))
             scoring.append((prompt, seq))
@@ -88,7 +89,7 @@ async def exact_match_rate(
         ]
     )
     hits = [
-        renderer.parse_response(list(seq.tokens))[0]["content"].strip() == expected
+        get_text_content(renderer.parse_response(list(seq.tokens))[0]).strip() == expected
         for (_, expected), result in zip(items, results, strict=True)
         for seq in result.sequences
     ]

@@ -22,6 +22,7 @@ from pathlib import Path
 import chz
 
 from tinker_cookbook.backend import make_service_client
+from tinker_cookbook.model_info import get_recommended_renderer_name
 from tinker_cookbook.recipes.common import settings_tag
 from tinker_cookbook.recipes.distillation import (
     off_policy_reasoning,
@@ -48,7 +49,7 @@ from tinker_cookbook.recipes.quickstart.world import (
     solution_row,
     write_jsonl,
 )
-from tinker_cookbook.renderers import get_renderer
+from tinker_cookbook.renderers import get_renderer, get_text_content
 from tinker_cookbook.utils.checkpoints import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class Study:
         for problem, result in zip(problems, asyncio.run(sample_all()), strict=True):
             message, complete = renderer.parse_response(list(result.sequences[0].tokens))
             if complete:
-                rows.append(solution_row(problem, message["content"]))
+                rows.append(solution_row(problem, get_text_content(message)))
         check_unfinished(len(problems) - len(rows), len(problems), c.max_tokens)
         write_jsonl(path, rows)
         return path
@@ -318,7 +319,8 @@ class Study:
     def get_renderer(self):
         if self.renderer is None:
             tokenizer = self.sampler(self.config.model_name, None).get_tokenizer()
-            self.renderer = get_renderer("qwen3", tokenizer)
+            name = get_recommended_renderer_name(self.config.model_name)
+            self.renderer = get_renderer(name, tokenizer)
         return self.renderer
 
     def sampler(self, base_model: str, path: str | None):

@@ -35,14 +35,15 @@ from typing import Any
 import chz
 
 from tinker_cookbook.backend import make_service_client
+from tinker_cookbook.completers import TinkerTokenCompleter
 from tinker_cookbook.recipes.common import settings_tag
 from tinker_cookbook.recipes.distillation import off_policy_reasoning
 from tinker_cookbook.recipes.distillation import (
     on_policy_distillation_harbor_multi_turn as multi_turn,
 )
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder, system_message
-from tinker_cookbook.renderers import Message
-from tinker_cookbook.rl.rollouts import SamplingClientCompleter, do_group_rollouts
+from tinker_cookbook.renderers import Message, ToolCall
+from tinker_cookbook.rl.rollouts import do_group_rollouts
 from tinker_cookbook.sandbox.local_environment import BASE_IMAGE
 
 TASK_PREFIX = "arith-"
@@ -224,9 +225,9 @@ def reference_messages(problem: ArithProblem) -> list[Message]:
         {
             "role": "assistant",
             "content": "",
-            "tool_calls": [{"name": "bash", "arguments": {"command": COMMAND}}],
+            "tool_calls": [ToolCall.from_arguments("bash", {"command": COMMAND}, id="call_0")],
         },
-        {"role": "tool", "name": "bash", "content": SILENT_TOOL_OUTPUT},
+        {"role": "tool", "name": "bash", "tool_call_id": "call_0", "content": SILENT_TOOL_OUTPUT},
         {"role": "assistant", "content": FINAL_REPLY},
     ]
 
@@ -260,7 +261,7 @@ def write_tool_transcripts(
     with tmp.open("w") as f:
         for problem in problems:
             row = {"messages": transcript(problem, system_prompt, tool_description)}
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(row, default=lambda call: call.model_dump()) + "\n")
     tmp.replace(path)
     return path
 
@@ -355,9 +356,9 @@ async def evaluate_tool_reward_async(
     client = await service.create_sampling_client_async(
         base_model=model_name, model_path=model_path
     )
-    policy = SamplingClientCompleter(client, max_tokens, temperature, seed=seed)
+    policy = TinkerTokenCompleter(client, max_tokens, temperature, seed=seed)
     groups, errors = await do_group_rollouts(list(dataset.get_batch(0))[:n], policy)
-    rewards = [r for g in groups if g is not None for r in g.total_rewards()]
+    rewards = [r for g in groups if g is not None for r in g.get_total_rewards()]
     rewards += [0.0] * len(errors)  # an episode that could not run did not solve its task
     return {"reward": sum(rewards) / len(rewards), "env_errors": len(errors) / len(rewards)}
 
