@@ -63,9 +63,9 @@ def test_resolution_order_explicit_then_recorded_then_recommended(tmp_path, caps
     assert "renderer: role_colon (renderer_name as given)" in capsys.readouterr().out
     assert resolve(None, str(path)) == "llama3"
     assert f"renderer: llama3 (recorded with checkpoint {path})" in capsys.readouterr().out
-    assert resolve(None, None) == "qwen3"
-    assert f"renderer: qwen3 (recommended for {MODEL})" in capsys.readouterr().out
-    assert resolve(None, str(tmp_path / "unrecorded")) == "qwen3"
+    assert resolve(None, None) == "qwen3_instruct"
+    assert f"renderer: qwen3_instruct (recommended for {MODEL})" in capsys.readouterr().out
+    assert resolve(None, str(tmp_path / "unrecorded")) == "qwen3_instruct"
 
 
 def test_a_mismatched_renderer_warns(tmp_path, caplog):

@@ -19,7 +19,7 @@ from tinker_cookbook.local.models import builtin_model_dir
         ("moonshotai/Kimi-K2-Instruct-0905", "kimi_k2"),
         ("meta-llama/Llama-3.1-8B-Instruct", "llama3"),
         ("meta-llama/Meta-Llama-3-8B", "llama3"),
-        ("tiny-qwen3-1m", "qwen3"),
+        ("tiny-qwen3-1m", "qwen3_instruct"),
         ("Qwen/Qwen3-8B:step40", "qwen3"),
         ("/models/Qwen3-32B/", "qwen3"),
     ],
@@ -36,7 +36,7 @@ def test_every_recommended_renderer_exists_and_the_old_import_still_works():
     ]
     assert renderers.get_recommended_renderer_name is model_info.get_recommended_renderer_name
     assert (
-        model_info.get_recommended_renderer_name(str(builtin_model_dir("tiny-qwen3-4m"))) == "qwen3"
+        model_info.get_recommended_renderer_name(str(builtin_model_dir("tiny-qwen3-4m"))) == "qwen3_instruct"
     )
 
 
@@ -53,3 +53,10 @@ def test_unknown_families_name_the_renderers_instead_of_guessing(model):
 def test_a_renderer_for_another_family_is_flagged(caplog):
     model_info.warn_if_renderer_not_recommended("Qwen/Qwen3-8B", "llama3")
     assert "not made for model 'Qwen/Qwen3-8B'" in caplog.text
+
+
+def test_a_run_records_one_renderer_and_refuses_two():
+    assert model_info.run_renderer_name("tiny-qwen3-1m", None, [None]) == "qwen3_instruct"
+    assert model_info.run_renderer_name("tiny-qwen3-1m", "qwen3", [None, "qwen3"]) == "qwen3"
+    with pytest.raises(ValueError, match=r"\['qwen3', 'role_colon'\]"):
+        model_info.run_renderer_name("tiny-qwen3-1m", "qwen3", ["role_colon"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,20 @@ def get_recommended_renderer_names(model_name: str) -> list[str]:
 def get_recommended_renderer_name(model_name: str) -> str:
     """The renderer `model_name` was trained with (see `get_recommended_renderer_names`)."""
     return get_recommended_renderer_names(model_name)[0]
+
+
+def run_renderer_name(
+    model_name: str, configured: str | None, dataset_renderers: Sequence[str | None] = ()
+) -> str:
+    """The one renderer a run trains with, recorded with its checkpoints: the config's and the
+    datasets' must agree (a checkpoint records one); named nowhere, the model's recommended."""
+    named = sorted({name for name in (configured, *dataset_renderers) if name})
+    if len(named) > 1:
+        raise ValueError(
+            f"the run names several renderers {named} (renderer_name={configured!r}, datasets: "
+            f"{list(dataset_renderers)}); its checkpoints record one, so make them agree"
+        )
+    return named[0] if named else get_recommended_renderer_name(model_name)
 
 
 def warn_if_renderer_not_recommended(model_name: str, renderer_name: str | None) -> None:

@@ -5,6 +5,7 @@ or to a scripted sampler where the reply must be known."""
 
 import asyncio
 
+import numpy as np
 import pytest
 from tinker import types
 
@@ -16,8 +17,10 @@ HISTORY = [
 ]
 
 
-def make_llm(sampler, max_tokens: int = 64):
-    llm = harbor_tinker.TinkerLLM(model_name="tiny-qwen3-1m", max_tokens=max_tokens)
+def make_llm(sampler, max_tokens: int = 64, renderer_name: str | None = "qwen3"):
+    llm = harbor_tinker.TinkerLLM(
+        model_name="tiny-qwen3-1m", max_tokens=max_tokens, renderer_name=renderer_name
+    )
 
     async def client():
         return sampler
@@ -35,7 +38,10 @@ class ScriptedSampler:
     async def sample(self, prompt, num_samples, sampling_params):
         self.prompts.append(prompt.to_ints())
         sequence = types.SampledSequence(
-            stop_reason="stop", tokens=self.reply, logprobs=[-0.1] * len(self.reply)
+            stop_reason="stop",
+            sequence_id="scripted",
+            tokens_np=np.asarray(self.reply, dtype=np.int32),
+            logprobs_np=np.full(len(self.reply), -0.1, dtype=np.float32),
         )
         return types.SampleResponse(sequences=[sequence])
 
@@ -71,7 +77,7 @@ def test_harbor_tinker_llm_renders_and_parses_through_our_renderer():
 
 def test_harbor_tinker_llm_samples_from_the_local_backend(service):
     sampler = service.create_sampling_client(base_model="tiny-qwen3-1m")
-    llm = make_llm(sampler, max_tokens=8)
+    llm = make_llm(sampler, max_tokens=8, renderer_name=None)  # picked by model_info
     try:
         response = asyncio.run(llm.call("count to three", message_history=HISTORY))
     except harbor_tinker.OutputLengthExceededError as exc:

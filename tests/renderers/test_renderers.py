@@ -14,7 +14,6 @@ from tinker_cookbook.renderers import (
     RendererError,
     ToolCall,
     TrainOnWhat,
-    datum_from_tokens_weights,
     get_recommended_renderer_name,
     get_renderer,
     get_text_content,
@@ -24,6 +23,7 @@ from tinker_cookbook.renderers import (
     unregister_renderer,
 )
 from tinker_cookbook.renderers.base import ensure_list
+from tinker_cookbook.supervised.common import datum_from_model_input_weights
 from tinker_cookbook.tokenizer_utils import get_tokenizer
 
 CONVERSATION = [
@@ -330,7 +330,7 @@ def test_stop_sequence_ends_generation_of_a_tiny_model(service):
     trainer = service.create_lora_training_client("tiny-qwen3-1m", rank=8, seed=0).result()
     r = get_renderer(get_recommended_renderer_name("tiny-qwen3-1m"), trainer.get_tokenizer())
     convo = [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "pong"}]
-    datum = datum_from_tokens_weights(*r.build_supervised_example(convo))
+    datum = datum_from_model_input_weights(*r.build_supervised_example(convo))
     for _ in range(40):
         trainer.forward_backward([datum], "cross_entropy")
         trainer.optim_step(types.AdamParams(learning_rate=3e-3))
@@ -346,6 +346,6 @@ def test_stop_sequence_ends_generation_of_a_tiny_model(service):
 def test_datum_truncates_instead_of_dropping(qwen_tok):
     r = get_renderer("qwen3", qwen_tok)
     model_input, weights = r.build_supervised_example(CONVERSATION)
-    datum = datum_from_tokens_weights(model_input, weights, max_length=10)
+    datum = datum_from_model_input_weights(model_input, weights, max_length=10)
     assert datum.model_input.length == 9
     assert datum.loss_fn_inputs["target_tokens"].tolist() == model_input.to_ints()[1:10]

@@ -147,3 +147,51 @@ def test_round_trip_through_the_qwen3_renderer():
     said = [{"role": "assistant", "content": "four"}, {"role": "user", "content": "you said four"}]
     full = renderer.build_generation_prompt([*QUESTION, *said])
     assert step.next_observation.to_ints() == full.to_ints()
+
+
+class BashResultEnv(MessageEnv):
+    """Answers every reply with a tool result, or (`new_query`) with a new user question."""
+
+    def __init__(self, new_query: bool):
+        self.new_query = new_query
+        self.history = [{"role": "user", "content": "list the files"}]
+
+    async def initial_observation(self):
+        return list(self.history)
+
+    async def step(self, message):
+        answer = (
+            {"role": "user", "content": "and now?"}
+            if self.new_query
+            else {"role": "tool", "content": "a.txt", "tool_call_id": "c0", "name": "bash"}
+        )
+        self.history += [message, answer]
+        return MessageStepResult(reward=0.0, episode_done=False, next_messages=list(self.history))
+
+
+CALL = '<tool_call>\n{"name": "bash", "arguments": {"command": "ls"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize(
+    ("renderer_name", "reply_text", "new_query"),
+    [
+        ("qwen3", f"<think>\nlooking\n</think>\n\n{CALL}", False),
+        ("qwen3", f"<think>\nlooking\n</think>\n\n{CALL}", True),
+        ("qwen3", f"<think>\n\n</think>\n\n{CALL}", False),
+        ("qwen3_disable_thinking", CALL, False),
+    ],
+)
+def test_a_format_that_rewrites_history_gets_exactly_its_templates_prompt(
+    renderer_name, reply_text, new_query
+):
+    """Reasoning of earlier turns, an empty think block, the prefilled block of a
+    non-thinking prompt: each next prompt is what rendering the conversation gives."""
+    tokenizer = get_tokenizer("tiny-qwen3-1m")
+    renderer = get_renderer(renderer_name, tokenizer)
+    message_env = BashResultEnv(new_query)
+    env = EnvFromMessageEnv(renderer, message_env)
+    action = tokenizer.encode(reply_text + "<|im_end|>", add_special_tokens=False)
+    _, _, steps = episode(env, action, action)
+    for step, turns in zip(steps, (3, 5), strict=True):
+        expected = renderer.build_generation_prompt(message_env.history[:turns]).to_ints()
+        assert step.next_observation.to_ints() == expected

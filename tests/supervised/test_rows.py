@@ -91,7 +91,7 @@ def test_openai_shaped_calls_and_json_string_arguments_are_normalised():
     assert messages_from_row(row, "r")[2] == {
         "role": "assistant",
         "content": "",
-        "tool_calls": [TOOL_CALL],
+        "tool_calls": [TOOL_CALL.model_copy(update={"id": "call_0"})],  # the row's id is kept
     }
 
 

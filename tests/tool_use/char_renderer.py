@@ -28,8 +28,13 @@ def decode(tokens: list[int]) -> str:
 
 
 class CharRenderer:
+    has_extension_property = True  # history is never rewritten
+
     def get_stop_sequences(self) -> list[int]:
         return [STOP]
+
+    def create_conversation_prefix_with_tools(self, tools, system_prompt=""):
+        raise NotImplementedError("a format with no tool declaration of its own")
 
     def ends_with_stop(self, tokens: list[int]) -> bool:
         return bool(tokens) and tokens[-1] == STOP

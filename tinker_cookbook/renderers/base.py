@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
@@ -61,7 +62,6 @@ __all__ = [
     "ToolSpec",
     "TrainOnWhat",
     "UnparsedToolCall",
-    "datum_from_tokens_weights",
     "ensure_list",
     "ensure_text",
     "format_content_as_string",
@@ -319,8 +319,10 @@ class Renderer(ABC):
         self, new_messages: list[Message], role: Role = "assistant"
     ) -> list[int]:
         """Tokens that follow a sampled reply (ended by a stop sequence) so the conversation
-        continues with `new_messages` and a fresh `role` turn: what re-rendering the whole
-        conversation would add after the reply, so sampled tokens can be kept verbatim."""
+        continues with `new_messages` and a fresh `role` turn, keeping the sampled tokens
+        verbatim. Equal to what re-rendering the whole conversation adds only for a format with
+        the extension property (and a reply written as the format writes it); others rewrite
+        history, and callers render anew (see `rl.message_env.EnvFromMessageEnv`)."""
         context = [Message(role="assistant", content=""), *new_messages]
         contexts = self._contexts(context, turn_start=0)[1:]
         return self._render(new_messages, contexts) + self._generation_suffix_after(context, role)
@@ -336,7 +338,8 @@ class Renderer(ABC):
 
 @functools.cache
 def _warn_once(message: str) -> None:
-    logger.warning(message)
+    """Once per call site and message (Python's default warning filter), not once per row."""
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def last_user_index(messages: list[Message]) -> int:
@@ -394,19 +397,3 @@ def parse_response_for_stop_token(
     text = str(tokenizer.decode(response[:end]))
     termination = ParseTermination.STOP_SEQUENCE if count == 1 else ParseTermination.MALFORMED
     return Message(role="assistant", content=text), termination
-
-
-def datum_from_tokens_weights(
-    model_input: types.ModelInput, weights: torch.Tensor, max_length: int | None = None
-) -> types.Datum:
-    """Shift into next-token form (input[:-1] predicts tokens[1:]), keeping the first
-    `max_length` tokens of an over-long sequence rather than dropping it."""
-    tokens = model_input.to_ints()
-    if max_length is not None and len(tokens) > max_length:
-        tokens, weights = tokens[:max_length], weights[:max_length]
-    if len(tokens) < 2:
-        raise ValueError(f"a training sequence needs at least 2 tokens, got {len(tokens)}")
-    return types.Datum(
-        model_input=types.ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={"target_tokens": tokens[1:], "weights": weights[1:].float()},
-    )

@@ -148,10 +148,14 @@ class EnvFromMessageEnv(Env):
     async def _next_tokens(
         self, action: Action, message: Message, next_messages: list[Message]
     ) -> list[int]:
-        """Extend the last observation when the conversation only grew; else render anew."""
+        """The next prompt. A format with the extension property (history never rewritten)
+        extends the last observation with the sampled tokens verbatim; any other format renders
+        the conversation anew as its template would (dropping reasoning, a prefilled think
+        block, ...), and training splits the trajectory where a prompt stops extending."""
         before = [*self._messages, message]
         grew = next_messages[: len(before)] == before
-        if grew and self.renderer.ends_with_stop(action):
+        extends = self.renderer.has_extension_property and self.renderer.ends_with_stop(action)
+        if grew and extends:
             added = self.renderer.render_continuation(list(next_messages[len(before) :]))
             tokens = self._tokens + list(action) + added
         else:

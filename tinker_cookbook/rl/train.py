@@ -19,11 +19,11 @@ import chz
 import numpy as np
 from tinker import types
 
+from tinker_cookbook import model_info
 from tinker_cookbook.cli_utils import LogdirBehavior
 from tinker_cookbook.completers import TinkerTokenCompleter
 from tinker_cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
 from tinker_cookbook.plot import write_run_plots
-from tinker_cookbook.renderers import get_recommended_renderer_name
 from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data
 from tinker_cookbook.rl.evaluation import RLTestSetEvaluator
 from tinker_cookbook.rl.metrics import trajectory_group_metrics
@@ -195,17 +195,13 @@ async def run_rl(
     return final
 
 
-def run_renderer_name(config: RLTrainingConfig) -> str | None:
-    """The renderer the run trains with, recorded with its checkpoints: `renderer_name`, else
-    that of the first dataset builder that names one (unset there: the model's recommended)."""
-    if config.renderer_name:
-        return config.renderer_name
+def run_renderer_name(config: RLTrainingConfig) -> str:
+    """The renderer the run trains with, recorded with its checkpoints: `renderer_name` and the
+    dataset builders' (which must agree), else the model's recommended one."""
     builders = [getattr(config, "dataset_builder", None)]
     builders += [c.dataset_builder for c in getattr(config, "dataset_configs", [])]
-    for builder in builders:
-        if builder is not None and hasattr(builder, "renderer_name"):
-            return builder.renderer_name or get_recommended_renderer_name(config.model_name)
-    return None
+    named = [getattr(b, "renderer_name", None) for b in builders if b is not None]
+    return model_info.run_renderer_name(config.model_name, config.renderer_name, named)
 
 
 async def run_evaluators(evaluators: list[Evaluator], sampler) -> Metrics:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import chz
 from tinker import types
 
+from tinker_cookbook import model_info
 from tinker_cookbook.cli_utils import LogdirBehavior
 from tinker_cookbook.eval.evaluators import EvaluatorBuilder
 from tinker_cookbook.plot import write_run_plots
@@ -61,17 +62,10 @@ class Config:
     base_url: str | None = None
 
 
-def run_renderer_name(config: Config) -> str | None:
-    """The renderer this run trains with: `config.renderer_name`, else the chat builder's."""
+def run_renderer_name(config: Config) -> str:
+    """The renderer this run trains with: the config's and the chat builder's, which must agree."""
     built = getattr(config.dataset_builder, "renderer_name", None)
-    if config.renderer_name and built and config.renderer_name != built:
-        logger.warning(
-            "Config.renderer_name=%r but the dataset renders with %r; recording %r",
-            config.renderer_name,
-            built,
-            config.renderer_name,
-        )
-    return config.renderer_name or built
+    return model_info.run_renderer_name(config.model_name, config.renderer_name, [built])
 
 
 async def compute_nll(training_client: Any, dataset: SupervisedDataset) -> float:

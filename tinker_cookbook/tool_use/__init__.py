@@ -7,6 +7,7 @@ from tinker_cookbook.tool_use.agent_tool_message_env import (
     RewardFn,
     ToolExecution,
     build_agent_tool_env,
+    tool_declaration,
 )
 from tinker_cookbook.tool_use.tools import (
     FunctionTool,
@@ -14,7 +15,6 @@ from tinker_cookbook.tool_use.tools import (
     handle_tool_call,
     simple_tool_result,
     tool,
-    tool_system_message,
     tools_system_prompt,
 )
 from tinker_cookbook.tool_use.types import Tool, ToolError, ToolInput, ToolResult
@@ -34,6 +34,6 @@ __all__ = [
     "handle_tool_call",
     "simple_tool_result",
     "tool",
-    "tool_system_message",
+    "tool_declaration",
     "tools_system_prompt",
 ]

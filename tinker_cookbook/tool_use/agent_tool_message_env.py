@@ -36,7 +36,7 @@ from tinker_cookbook.rl.message_env import (
     stop_metric,
 )
 from tinker_cookbook.rl.types import Logs, Metrics, StopReason
-from tinker_cookbook.tool_use.tools import error_tool_result, handle_tool_call, tool_system_message
+from tinker_cookbook.tool_use.tools import error_tool_result, handle_tool_call, tools_system_prompt
 from tinker_cookbook.tool_use.types import Tool, ToolResult
 
 RewardResult = tuple[float, dict[str, float]]
@@ -232,14 +232,16 @@ def build_agent_tool_env(
 
     `initial_messages` are used as given: declare the tools in them, e.g. with
     `renderer.create_conversation_prefix_with_tools([t.to_spec() for t in tools], prompt)`.
-    Or set `system_prompt` ("" for none) or `tool_description`: a system message from
-    `tool_system_message` then comes first, replacing any system message given (whose text is
-    the prompt when `system_prompt` is None). `failed_parse_reward` is the reward of a reply
+    Or set `system_prompt` ("" for none) or `tool_description`: `tool_declaration`'s messages
+    then come first, replacing any system message given (whose text is the prompt when
+    `system_prompt` is None). `failed_parse_reward` is the reward of a reply
     that does not parse or whose calls all fail to parse (ending the episode when
     `terminate_on_parse_error`); `max_generation_tokens` is the room the episode keeps for
     each reply within `max_trajectory_tokens` (see `EnvFromMessageEnv`).
     """
-    messages = _with_tool_declaration(tools, initial_messages, system_prompt, tool_description)
+    messages = _with_tool_declaration(
+        renderer, tools, initial_messages, system_prompt, tool_description
+    )
     message_env = AgentToolMessageEnv(
         tools=tools,
         initial_messages=messages,
@@ -262,7 +264,29 @@ def build_agent_tool_env(
     )
 
 
+def tool_declaration(
+    renderer: Renderer,
+    tools: Sequence[Tool],
+    system_prompt: str | None,
+    tool_description: str | None = None,
+) -> list[Message]:
+    """The messages that open a tool episode. By default the model's own tool declaration
+    (`renderer.create_conversation_prefix_with_tools`: what the model was trained to read, and
+    the call format its `parse_response` reads back); a format without one gets the schemas as
+    text (`tools_system_prompt`). `tool_description` replaces the schemas with a short text, for
+    small models whose prompt would otherwise be mostly schema."""
+    if tool_description is not None:
+        text = "\n\n".join(p for p in (system_prompt, tool_description) if p)
+        return [{"role": "system", "content": text}] if text else []
+    try:
+        specs = [t.to_spec() for t in tools]
+        return renderer.create_conversation_prefix_with_tools(specs, system_prompt or "")
+    except NotImplementedError:
+        return [{"role": "system", "content": tools_system_prompt(tools, system_prompt)}]
+
+
 def _with_tool_declaration(
+    renderer: Renderer,
     tools: Sequence[Tool],
     messages: list[Message],
     system_prompt: str | None,
@@ -273,6 +297,5 @@ def _with_tool_declaration(
     if system_prompt is None:
         given = [get_text_content(m) for m in messages if m["role"] == "system"]
         system_prompt = given[0] if given else None
-    content = tool_system_message(tools, system_prompt or None, tool_description)
     rest = [m for m in messages if m["role"] != "system"]
-    return [{"role": "system", "content": content}, *rest]
+    return [*tool_declaration(renderer, tools, system_prompt, tool_description), *rest]

@@ -220,17 +220,6 @@ def tools_system_prompt(tools: Sequence[Tool], base: str | None = None) -> str:
     )
 
 
-def tool_system_message(
-    tools: Sequence[Tool], system_prompt: str | None, tool_description: str | None = None
-) -> str:
-    """A tool episode's system text: the tools' schemas (`tools_system_prompt`), or the short
-    `tool_description` in their place (a few lines instead of hundreds of tokens, for small
-    models whose prompt would otherwise be mostly schema)."""
-    if tool_description is None:
-        return tools_system_prompt(tools, system_prompt)
-    return "\n\n".join(p for p in (system_prompt, tool_description) if p)
-
-
 def _is_method(fn: Callable[..., Any]) -> bool:
     params = list(inspect.signature(fn).parameters)
     return bool(params) and params[0] == "self"

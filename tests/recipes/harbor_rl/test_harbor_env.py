@@ -1,8 +1,10 @@
-"""The Harbor builder's system prompt: unchanged by default (the prompt plus the bash tool's
-JSON schema, exactly as `build_agent_tool_env` writes it), and a short prompt and compact tool
-description, when given, are what the episode's rendered prompt starts with."""
+"""The Harbor builder's opening messages: by default the system prompt with the bash tool
+declared in the model's own format (exactly as `build_agent_tool_env` writes it), and a short
+prompt and compact tool description, when given, are what the episode's rendered prompt starts
+with."""
 
 import asyncio
+from typing import Annotated
 
 import pytest
 
@@ -10,11 +12,18 @@ from tinker_cookbook.local import get_tokenizer
 from tinker_cookbook.recipes.harbor_rl.harbor_env import (
     SYSTEM_PROMPT,
     HarborDatasetBuilder,
-    system_message,
+    opening_messages,
 )
 from tinker_cookbook.recipes.harbor_rl.harbor_tools import HarborBashTool
+from tinker_cookbook.renderers import get_renderer
 from tinker_cookbook.sandbox import available_backends
-from tinker_cookbook.tool_use import build_agent_tool_env, tools_system_prompt
+from tinker_cookbook.tool_use import (
+    ToolResult,
+    build_agent_tool_env,
+    simple_tool_result,
+    tool,
+    tools_system_prompt,
+)
 
 needs_sandbox = pytest.mark.skipif(not available_backends(), reason="no sandbox backend")
 TOK = get_tokenizer("tiny-qwen3-1m")
@@ -47,16 +56,62 @@ def first_prompt(b: HarborDatasetBuilder) -> tuple[list[int], object]:
     return asyncio.run(run()), group
 
 
-def test_system_message_texts():
-    schema_prompt = tools_system_prompt([HarborBashTool(None).bash], SYSTEM_PROMPT)
-    assert builder().system_message() == system_message() == schema_prompt
-    assert '"parameters"' in schema_prompt and SYSTEM_PROMPT in schema_prompt
-    assert builder(system_prompt="Be brief.").system_message() == tools_system_prompt(
-        [HarborBashTool(None).bash], "Be brief."
-    )
+def test_opening_messages_declare_the_tool_in_the_models_own_format():
+    bash = HarborBashTool(None).bash
+    default = builder()
+    renderer = default.renderer()
+    native = renderer.create_conversation_prefix_with_tools([bash.to_spec()], SYSTEM_PROMPT)
+    assert default.opening_messages() == opening_messages(renderer) == native
+    text = native[0]["content"]
+    assert text.startswith(SYSTEM_PROMPT) and "<tools>" in text and '"name": "bash"' in text
     short = builder(system_prompt="Be brief.", tool_description="Call bash(command).")
-    assert short.system_message() == "Be brief.\n\nCall bash(command)."
-    assert builder(system_prompt="", tool_description="Only this.").system_message() == "Only this."
+    assert short.opening_messages() == [
+        {"role": "system", "content": "Be brief.\n\nCall bash(command)."}
+    ]
+    only = builder(system_prompt="", tool_description="Only this.")
+    assert only.opening_messages() == [{"role": "system", "content": "Only this."}]
+
+
+def test_a_format_without_a_tool_declaration_gets_the_schemas_as_text():
+    role_colon = get_renderer("role_colon", TOK)
+    with pytest.raises(NotImplementedError):
+        role_colon.create_conversation_prefix_with_tools([], "x")
+    (message,) = opening_messages(role_colon, "Be brief.")
+    assert message["content"] == tools_system_prompt([HarborBashTool(None).bash], "Be brief.")
+
+
+def test_a_kimi_episode_declares_and_reads_back_kimis_own_tool_calls():
+    """The tool is declared in Kimi's format, and a call the model writes in that format runs
+    the tool (a Qwen-style declaration would teach a format Kimi's parser never reads)."""
+    from tests.renderers.template_cases import kimi_tokenizer
+
+    renderer = get_renderer("kimi_k2", kimi_tokenizer())
+    ran = []
+
+    @tool
+    async def bash(command: Annotated[str, "a shell command"]) -> ToolResult:
+        """Run a command."""
+        ran.append(command)
+        return simple_tool_result("hi")
+
+    env = build_agent_tool_env(
+        renderer, [bash], [{"role": "user", "content": "say hi"}], lambda h: 0.0,
+        system_prompt=SYSTEM_PROMPT,
+    )  # fmt: skip
+    observation, _ = asyncio.run(env.initial_observation())
+    prompt = renderer.tokenizer.decode(observation.to_ints())
+    assert "<|im_system|>tool_declare<|im_middle|>" in prompt and '"bash"' in prompt
+    reply = (
+        "<|tool_calls_section_begin|><|tool_call_begin|>functions.bash:0"
+        '<|tool_call_argument_begin|>{"command": "echo hi"}<|tool_call_end|>'
+        "<|tool_calls_section_end|><|im_end|>"
+    )
+    result = asyncio.run(env.step(renderer.tokenizer.encode(reply, add_special_tokens=False)))
+    assert ran == ["echo hi"]
+    assert not result.episode_done
+    assert "## Return of functions.bash:0\nhi" in renderer.tokenizer.decode(
+        result.next_observation.to_ints()
+    )
 
 
 @needs_sandbox

@@ -99,7 +99,7 @@ def test_mask_of_a_real_multi_turn_trajectory_token_by_token(environment, reques
 
 
 def test_distillation_builder_gives_zero_reward_even_when_solved():
-    assert zero_reward([{"role": "user", "content": "x"}]) == 0.0
+    assert asyncio.run(zero_reward([{"role": "user", "content": "x"}])) == (0.0, {})
     group = one_group(HarborDistillationDatasetBuilder)
     assert group.get_total_rewards() == [0.0]
     # no test ever ran

@@ -177,7 +177,7 @@ def test_sft_transcripts_are_the_environment_episodes_with_loss_on_assistant_tok
     train, _ = asyncio.run(short_prompt_builder(tmp_path / "tasks", 2)())
     groups = train.get_batch(0)
     problems = [read_problem(g.task.path) for g in groups]
-    path = write_tool_transcripts(tmp_path / "rows.jsonl", problems)
+    path = write_tool_transcripts(tmp_path / "rows.jsonl", problems, RENDERER)
     assert all("tool_calls" in json.loads(line)["messages"][2] for line in path.open())
 
     cli = off_policy_reasoning.CLIConfig(
@@ -188,14 +188,13 @@ def test_sft_transcripts_are_the_environment_episodes_with_loss_on_assistant_tok
     for datum in sft_data.get_batch(0):
         targets = datum.loss_fn_inputs["target_tokens"].tolist()
         sequences[tuple(datum.model_input.to_ints() + targets[-1:])] = datum
-    newline = TOKENIZER.encode("\n", add_special_tokens=False)
     for group, episodes in zip(groups, rollout(groups, [reference_messages] * 2), strict=True):
         (episode,) = episodes.trajectories_G
         assert episodes.get_total_rewards() == [1.0]
         last = episode.transitions[-1]
         tokens = last.ob.to_ints() + last.ac.tokens
-        # The SFT sequence is the episode token for token (plus the final turn's newline).
-        datum = sequences[tuple(tokens + newline)]
+        # The SFT sequence is the episode token for token.
+        datum = sequences[tuple(tokens)]
         assert group.task.instruction in TOKENIZER.decode(tokens)
         targets = datum.loss_fn_inputs["target_tokens"].tolist()
         weights = datum.loss_fn_inputs["weights"].tolist()

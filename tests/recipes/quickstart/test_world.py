@@ -70,7 +70,7 @@ def test_files_load_through_the_public_dataset_builders(tmp_path):
     )()
     assert len(train) == 2
     dataset, _ = asyncio.run(PromptDatasetBuilder(
-        dataset="deepmath", dataset_path=str(prompts), model_name_for_tokenizer="tiny-qwen3-1m",
+        dataset_name="deepmath", dataset_path=str(prompts), model_name_for_tokenizer="tiny-qwen3-1m",
         groups_per_batch=4, group_size=2,
     )())  # fmt: skip
     assert len(dataset.get_batch(0)) == 4

@@ -8,29 +8,25 @@ still graded, as the run's evaluation.
 
 from __future__ import annotations
 
-import dataclasses
-
 import chz
 
 from tinker_cookbook.recipes.harbor_rl.harbor_env import (
-    EpisodeOptions,
     HarborDataset,
     HarborDatasetBuilder,
 )
 from tinker_cookbook.renderers import Message
 
 
-def zero_reward(history: list[Message]) -> float:
+async def zero_reward(history: list[Message]) -> tuple[float, dict[str, float]]:
     """No correctness or format reward: distillation learns from the teacher alone."""
-    return 0.0
+    return 0.0, {}
 
 
 @chz.chz
 class HarborDistillationDatasetBuilder(HarborDatasetBuilder):
-    def episode_options(self) -> EpisodeOptions:
-        """No penalty either for a reply cut off or unparseable: the teacher's KL covers it."""
-        options = super().episode_options()
-        return dataclasses.replace(options, context_overflow_reward=0.0, failed_parse_reward=0.0)
+    # No penalty either for a reply cut off or unparseable: the teacher's KL covers it.
+    context_overflow_reward: float = 0.0
+    failed_parse_reward: float = 0.0
 
     async def __call__(self) -> tuple[HarborDataset, HarborDataset | None]:
         """Training tasks with no reward; held-out tasks (`test_size`) graded by their own

@@ -13,7 +13,7 @@ from typing import Any
 
 import chz
 
-from tinker_cookbook.local.models import get_tokenizer
+from tinker_cookbook.model_info import get_recommended_renderer_name
 from tinker_cookbook.recipes.harbor_rl.environments import (
     SandboxFactory,
     TaskEnvironment,
@@ -31,9 +31,10 @@ from tinker_cookbook.recipes.harbor_rl.harbor_tools import (
     HarborFileTools,
     HarborReward,
 )
-from tinker_cookbook.renderers import Renderer, get_recommended_renderer_name, get_renderer
+from tinker_cookbook.renderers import Message, Renderer, get_renderer
 from tinker_cookbook.rl.types import Env, EnvGroupBuilder, RLDataset, RLDatasetBuilder
-from tinker_cookbook.tool_use import RewardFn, Tool, build_agent_tool_env, tool_system_message
+from tinker_cookbook.tokenizer_utils import get_tokenizer
+from tinker_cookbook.tool_use import RewardFn, Tool, build_agent_tool_env, tool_declaration
 
 SYSTEM_PROMPT = (
     "You are an agent working in a Linux shell. Use the bash tool to inspect and change the "
@@ -41,14 +42,17 @@ SYSTEM_PROMPT = (
 )
 
 
-def system_message(
+def opening_messages(
+    renderer: Renderer,
     system_prompt: str = SYSTEM_PROMPT,
     tool_description: str | None = None,
     tools: Sequence[Tool] | None = None,
-) -> str:
-    """What a Harbor episode's system message says (see `tool_system_message`)."""
+) -> list[Message]:
+    """The messages a Harbor episode starts with before the task's instruction: the model's
+    own tool declaration with the system prompt, or the short `tool_description` (see
+    `tool_declaration`)."""
     tools = tools or [HarborBashTool(None).bash]  # the schema needs no sandbox
-    return tool_system_message(tools, system_prompt or None, tool_description)
+    return tool_declaration(renderer, tools, system_prompt or None, tool_description)
 
 
 @dataclass
@@ -184,7 +188,8 @@ class HarborDatasetBuilder(RLDatasetBuilder):
     max_turns: int = 10
     max_trajectory_tokens: int = 32 * 1024
     max_generation_tokens: int | None = None  # room kept for each reply (see build_agent_tool_env)
-    context_overflow_reward: float = -0.1
+    context_overflow_reward: float = -0.1  # a reply cut off, or no room left for the next
+    failed_parse_reward: float = -0.1  # a reply, or all its tool calls, unparseable
     # Where episodes run: auto (docker, else podman), local (the engine-free sandbox), any
     # environment type Harbor knows (docker, podman, modal, daytona, e2b, ...) or module:Class;
     # environment_kwargs are passed to it (e.g. local: memory_mb).
@@ -212,9 +217,11 @@ class HarborDatasetBuilder(RLDatasetBuilder):
     def resolved_system_prompt(self) -> str:
         return SYSTEM_PROMPT if self.system_prompt is None else self.system_prompt
 
-    def system_message(self) -> str:
-        """The system message every episode of these datasets starts with."""
-        return system_message(self.resolved_system_prompt(), self.tool_description)
+    def opening_messages(self) -> list[Message]:
+        """What every episode of these datasets shows before the task's instruction."""
+        return opening_messages(
+            self.renderer(), self.resolved_system_prompt(), self.tool_description
+        )
 
     def load(self) -> list[HarborTask]:
         if self.tasks is not None:
@@ -246,6 +253,7 @@ class HarborDatasetBuilder(RLDatasetBuilder):
             max_trajectory_tokens=self.max_trajectory_tokens,
             max_generation_tokens=self.max_generation_tokens,
             context_overflow_reward=self.context_overflow_reward,
+            failed_parse_reward=self.failed_parse_reward,
             system_prompt=self.resolved_system_prompt(),
             tool_description=self.tool_description,
             enable_file_tools=self.enable_file_tools,

@@ -17,6 +17,7 @@ import chz
 from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder
 from tinker_cookbook.rl import train
+from tinker_cookbook.rl.train import RLLossFn
 
 
 @chz.chz
@@ -39,6 +40,9 @@ class HarborArgs(RunArgs):
     max_turns: int = 10
     max_tokens: int = 2048
     max_trajectory_tokens: int = 24576
+    # Room kept for each reply: an episode ends once the next prompt leaves less than this
+    # under max_trajectory_tokens (default: max_tokens, as in the cookbook).
+    max_generation_tokens: int | None = None
     sandbox_timeout: int = 3600
     command_timeout: float = 120.0
     learning_rate: float = 1e-5
@@ -58,12 +62,20 @@ class CLIConfig(HarborArgs):
     grader_timeout: float | None = None  # default: each task's [verifier] timeout_sec
     test_size: int = 0  # tasks held out, rolled out and graded every eval_every steps
     eval_every: int = 5
+    context_overflow_reward: float = -0.1  # a reply cut off, or no room left for the next
+    num_substeps: int = 1  # optimizer steps per batch
+    loss_fn: RLLossFn = "importance_sampling"
+    loss_fn_config: dict[str, float] | None = None
+    compute_post_kl: bool = False
 
 
 def harbor_builder(
     cli: HarborArgs, builder_class: type[HarborDatasetBuilder] = HarborDatasetBuilder
 ) -> HarborDatasetBuilder:
-    return config_from_cli(builder_class, cli, batch_size=cli.groups_per_batch)
+    room = cli.max_generation_tokens if cli.max_generation_tokens is not None else cli.max_tokens
+    return config_from_cli(
+        builder_class, cli, batch_size=cli.groups_per_batch, max_generation_tokens=room
+    )
 
 
 def build_config(cli: CLIConfig) -> train.Config:
@@ -79,9 +91,14 @@ def build_config(cli: CLIConfig) -> train.Config:
     )
 
 
-def main(cli: CLIConfig) -> dict:
-    return asyncio.run(train.main(build_config(cli)))
+async def cli_main(cli_config: CLIConfig) -> dict:
+    """Train (or resume) the run the command describes; returns its final checkpoint record."""
+    return await train.main(build_config(cli_config))
+
+
+def main(cli_config: CLIConfig) -> dict:
+    return asyncio.run(cli_main(cli_config))
 
 
 if __name__ == "__main__":
-    chz.nested_entrypoint(main)
+    main(chz.entrypoint(CLIConfig))

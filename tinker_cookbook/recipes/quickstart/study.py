@@ -283,11 +283,11 @@ class Study:
         on_policy_multi_teacher.main(
             on_policy_multi_teacher.CLIConfig(
                 model_name=c.student_base,
-                deepmath_teacher=c.model_name,
+                deepmath_teacher_model=c.model_name,
                 deepmath_teacher_checkpoint=teacher_path,
                 deepmath_dataset_path=str(self.data / "opd_prompts.jsonl"),
                 deepmath_groups_per_batch=half,
-                tulu3_teacher=c.model_name,
+                tulu3_teacher_model=c.model_name,
                 tulu3_teacher_checkpoint=notes_teacher,
                 tulu3_dataset_path=str(self.data / "notes_prompts.jsonl"),
                 tulu3_groups_per_batch=half,

@@ -36,15 +36,17 @@ import chz
 
 from tinker_cookbook.backend import make_service_client
 from tinker_cookbook.completers import TinkerTokenCompleter
+from tinker_cookbook.model_info import get_recommended_renderer_name
 from tinker_cookbook.recipes.common import settings_tag
 from tinker_cookbook.recipes.distillation import off_policy_reasoning
 from tinker_cookbook.recipes.distillation import (
     on_policy_distillation_harbor_multi_turn as multi_turn,
 )
-from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder, system_message
-from tinker_cookbook.renderers import Message, ToolCall
+from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder, opening_messages
+from tinker_cookbook.renderers import Message, Renderer, ToolCall, get_renderer
 from tinker_cookbook.rl.rollouts import do_group_rollouts
 from tinker_cookbook.sandbox.local_environment import BASE_IMAGE
+from tinker_cookbook.tokenizer_utils import get_tokenizer
 
 TASK_PREFIX = "arith-"
 PROBLEM_FILE = "/app/problem.txt"
@@ -232,15 +234,21 @@ def reference_messages(problem: ArithProblem) -> list[Message]:
     ]
 
 
+def model_renderer(model_name: str) -> Renderer:
+    """The chat format a model's transcripts and episodes are written in."""
+    return get_renderer(get_recommended_renderer_name(model_name), get_tokenizer(model_name))
+
+
 def transcript(
     problem: ArithProblem,
+    renderer: Renderer,
     system_prompt: str = SHORT_SYSTEM_PROMPT,
     tool_description: str | None = SHORT_TOOL_DESCRIPTION,
 ) -> list[Message]:
     """A whole correct episode, opening with exactly the system message and instruction the
     Harbor environment shows (`system_message`, the task's instruction.md)."""
     return [
-        {"role": "system", "content": system_message(system_prompt, tool_description)},
+        *opening_messages(renderer, system_prompt, tool_description),
         {"role": "user", "content": problem.instruction},
         *reference_messages(problem),
     ]
@@ -249,6 +257,7 @@ def transcript(
 def write_tool_transcripts(
     path: str | Path,
     problems: list[ArithProblem],
+    renderer: Renderer,
     system_prompt: str = SHORT_SYSTEM_PROMPT,
     tool_description: str | None = SHORT_TOOL_DESCRIPTION,
 ) -> Path:
@@ -260,7 +269,7 @@ def write_tool_transcripts(
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w") as f:
         for problem in problems:
-            row = {"messages": transcript(problem, system_prompt, tool_description)}
+            row = {"messages": transcript(problem, renderer, system_prompt, tool_description)}
             f.write(json.dumps(row, default=lambda call: call.model_dump()) + "\n")
     tmp.replace(path)
     return path
@@ -337,7 +346,9 @@ async def evaluate_tool_reward_async(
 ) -> dict[str, float]:
     """Mean task reward (the tasks' own grading) of `model_name` (+ `model_path` weights) over
     the first `n` tasks of `tasks_dir`, one episode each, via HarborDatasetBuilder and
-    do_group_rollouts. Also the share of episodes whose environment failed."""
+    do_group_rollouts: a success rate, so an episode ended by a cut-off or unparseable reply
+    scores 0 (a failed task), not the training penalty. Also the share of episodes whose
+    environment failed."""
     builder = HarborDatasetBuilder(
         model_name=model_name,
         tasks_dir=str(tasks_dir),
@@ -350,6 +361,8 @@ async def evaluate_tool_reward_async(
         environment_kwargs={"memory_mb": "256"},
         system_prompt=system_prompt,
         tool_description=tool_description,
+        context_overflow_reward=0.0,
+        failed_parse_reward=0.0,
     )
     dataset, _ = await builder()
     service = make_service_client(backend)
@@ -431,6 +444,7 @@ def _run_stage(config: MultiTurnStage) -> dict[str, Any]:
     transcripts = write_tool_transcripts(
         out / "transcripts.jsonl",
         make_problems(config.train_tasks, config.seed, world=config.world),
+        model_renderer(config.teacher.model_name),
         config.system_prompt,
         config.tool_description,
     )
