@@ -4,8 +4,8 @@ import io
 
 import pytest
 
-from tinker_cookbook.cli_utils import check_log_dir, model_name_from_argv
-from tinker_cookbook.utils.checkpoints import append_jsonl, prepare_log_dir
+from tinker_cookbook.cli_utils import check_log_dir, model_name_from_argv, prepare_log_dir
+from tinker_cookbook.utils.checkpoints import append_jsonl
 
 
 def a_run(path, *records):

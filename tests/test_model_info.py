@@ -36,7 +36,8 @@ def test_every_recommended_renderer_exists_and_the_old_import_still_works():
     ]
     assert renderers.get_recommended_renderer_name is model_info.get_recommended_renderer_name
     assert (
-        model_info.get_recommended_renderer_name(str(builtin_model_dir("tiny-qwen3-4m"))) == "qwen3_instruct"
+        model_info.get_recommended_renderer_name(str(builtin_model_dir("tiny-qwen3-4m")))
+        == "qwen3_instruct"
     )
 
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Literal, get_args
 
+from tinker_cookbook.utils.checkpoints import get_last_checkpoint
+
 LogdirBehavior = Literal["delete", "resume", "ask", "raise"]
 LOGDIR_BEHAVIORS: tuple[str, ...] = get_args(LogdirBehavior)
 
@@ -48,8 +50,6 @@ def check_log_dir(log_dir: str, behavior_if_exists: LogdirBehavior) -> None:
 
 
 def _resume_summary(path: Path) -> str:
-    from tinker_cookbook.utils.checkpoints import get_last_checkpoint
-
     last = get_last_checkpoint(path)
     if last is None:
         return "an earlier run without a checkpoint; starting from step 0, keeping its logs"
@@ -72,3 +72,13 @@ def _ask(path: Path) -> str:
         if answer == "exit":
             raise SystemExit(0)
         print(f"Invalid input {answer!r}: enter delete, resume or exit")
+
+
+def prepare_log_dir(log_path: str | Path, behavior: LogdirBehavior) -> bool:
+    """Make `log_path` ready (through `check_log_dir`); True when an earlier run there should
+    be resumed."""
+    check_log_dir(str(log_path), behavior)
+    path = Path(log_path).expanduser()
+    resuming = path.exists() and any(path.iterdir())
+    path.mkdir(parents=True, exist_ok=True)
+    return resuming

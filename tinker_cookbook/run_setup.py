@@ -7,7 +7,8 @@ import logging
 from typing import Any
 
 from tinker_cookbook.backend import make_run_service_client
-from tinker_cookbook.utils.checkpoints import get_last_checkpoint, prepare_log_dir
+from tinker_cookbook.cli_utils import prepare_log_dir
+from tinker_cookbook.utils.checkpoints import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -194,7 +194,8 @@ def test_documented_problem_env_trains_one_step(tmp_path, isolated_cache):
 
 
 def test_documented_message_env_trains_one_step(tmp_path, isolated_cache):
-    rows = train_one_step(tmp_path, CalculatorDatasetBuilder())
+    renderer_name = model_info.get_recommended_renderer_name(MODEL)
+    rows = train_one_step(tmp_path, CalculatorDatasetBuilder(renderer_name=renderer_name))
     step = next(row for row in rows if "env/all/reward/total" in row)
     assert "env/calculator/reward/total" in step, sorted(step)
 

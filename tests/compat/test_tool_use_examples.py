@@ -6,13 +6,13 @@ import json
 from typing import Annotated
 
 import pytest
-import tinker
 
 from tinker_cookbook.renderers import get_renderer
 from tinker_cookbook.tokenizer_utils import get_tokenizer
 from tinker_cookbook.tool_use import (
     FunctionTool,
     Tool,
+    ToolError,
     ToolInput,
     ToolResult,
     build_agent_tool_env,
@@ -122,11 +122,20 @@ def test_a_tools_own_bug_reaches_the_user_not_the_model():
         """Always misbuilt."""
         return ToolResult(mesages=[])  # type: ignore[call-arg]  # a typo in the tool's code
 
-    with pytest.raises(TypeError):
-        asyncio.run(broken.run(ToolInput(arguments={"x": 1})))
+    renderer = get_renderer("qwen3", get_tokenizer("tiny-qwen3-1m"))
+    env = build_agent_tool_env(
+        renderer, [broken], [{"role": "user", "content": "go"}], reward_fn, max_turns=2
+    )
+    text = '<tool_call>\n{"name": "broken", "arguments": {"x": 1}}\n</tool_call><|im_end|>'
+
+    async def episode():
+        await env.initial_observation()
+        return await env.step(renderer.tokenizer.encode(text, add_special_tokens=False))
+
+    with pytest.raises(ToolError, match="broken"):
+        asyncio.run(episode())
 
 
 def test_tool_result_metadata_is_kept():
     result = simple_tool_result("ok", metadata={"exit_code": 0})
     assert result.metadata == {"exit_code": 0}
-    assert isinstance(tinker.ModelInput.empty(), tinker.ModelInput)

@@ -11,8 +11,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from tinker_cookbook.cli_utils import LogdirBehavior, check_log_dir
-
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 RENDERER_KEY = "renderer_name"
 CheckpointKind = Literal["state", "sampler", "both"]
@@ -111,13 +109,3 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         fh.write(("" if starts_clean else "\n") + json.dumps(record) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def prepare_log_dir(log_path: str | Path, behavior: LogdirBehavior) -> bool:
-    """Make `log_path` ready (through `cli_utils.check_log_dir`); True when an earlier run
-    there should be resumed."""
-    check_log_dir(str(log_path), behavior)
-    path = Path(log_path).expanduser()
-    resuming = path.exists() and any(path.iterdir())
-    path.mkdir(parents=True, exist_ok=True)
-    return resuming
