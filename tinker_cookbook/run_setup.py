@@ -48,7 +48,7 @@ def training_client_future(
     if path:
         from tinker_cookbook.checkpoint_utils import check_renderer_name_for_checkpoint
 
-        check_renderer_name_for_checkpoint(None, path, meta.get("renderer_name"))
+        check_renderer_name_for_checkpoint(service, path, meta.get("renderer_name"))
     if path and config.load_optimizer_state:
         return service.create_training_client_from_state_with_optimizer(path, **extra)
     if path:
