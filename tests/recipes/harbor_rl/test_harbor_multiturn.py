@@ -39,8 +39,8 @@ SCRIPT = [
 ]
 
 
-def scripted_policy():
-    replies = iter(SCRIPT)
+def scripted_policy(script=SCRIPT):
+    replies = iter(script)
 
     async def policy(observation, stop):
         assert stop == [IM_END]
@@ -50,16 +50,17 @@ def scripted_policy():
     return policy
 
 
-def one_group(builder_class, environment="local"):
+def one_group(builder_class, environment="local", renderer_name=None, script=SCRIPT):
     builder = builder_class(
         model_name="tiny-qwen3-1m",
         task_name="sum-numbers",
         group_size=1,
         batch_size=1,
         environment=environment,
+        renderer_name=renderer_name,
     )
     train, _ = asyncio.run(builder())
-    return asyncio.run(do_group_rollout(train.get_batch(0)[0], scripted_policy()))
+    return asyncio.run(do_group_rollout(train.get_batch(0)[0], scripted_policy(script)))
 
 
 @pytest.mark.parametrize("environment", ["local", "podman"])
@@ -96,6 +97,40 @@ def test_mask_of_a_real_multi_turn_trajectory_token_by_token(environment, reques
     assert all(t.endswith("<|im_start|>assistant\n") for t in env_text)
     sampled = [t for t, m in zip(full, mask, strict=True) if m]
     assert sampled == [t for action in SCRIPT for t in action]
+
+
+def with_reasoning(reply: list[int]) -> list[int]:
+    return TOK.encode("<think>\nworking it out\n</think>\n\n") + reply
+
+
+@pytest.mark.parametrize(
+    ("renderer_name", "script", "sequences"),
+    [
+        # Qwen3 keeps the reasoning of the turn being produced: every prompt extends the last.
+        ("qwen3", [with_reasoning(reply) for reply in SCRIPT], 1),
+        # Its template drops the prefilled empty think block from earlier turns: each turn is
+        # trained on the prompt it was sampled from, as its own sequence.
+        ("qwen3_disable_thinking", SCRIPT, 3),
+    ],
+)
+def test_thinking_formats_train_each_turn_on_the_prompt_it_was_sampled_from(
+    renderer_name, script, sequences
+):
+    group = one_group(HarborDatasetBuilder, renderer_name=renderer_name, script=script)
+    (trajectory,) = group.trajectories_G
+    assert len(trajectory.transitions) == 3 and group.get_total_rewards() == [1.0]
+    data, _, _ = groups_to_data([group])
+    assert len(data) == sequences
+    trained = []
+    for datum in data:
+        full = datum.model_input.to_ints() + datum.loss_fn_inputs["target_tokens"].tolist()[-1:]
+        mask = [0.0] + datum.loss_fn_inputs["mask"].tolist()
+        trained += [t for t, m in zip(full, mask, strict=True) if m]
+    assert trained == [t for reply in script for t in reply]  # exactly what was sampled
+    for transition in trajectory.transitions:  # and each prompt is the template's
+        assert any(
+            d.model_input.to_ints()[: transition.ob.length] == transition.ob.to_ints() for d in data
+        )
 
 
 def test_distillation_builder_gives_zero_reward_even_when_solved():
