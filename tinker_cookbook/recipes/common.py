@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import chz
 
+from tinker_cookbook import checkpoint_utils
 from tinker_cookbook.cli_utils import LogdirBehavior
 
 T = TypeVar("T")
@@ -16,6 +17,17 @@ def default_log_path(recipe: str, model_name: str, **parts: object) -> str:
     """A path fixed by the command's settings, so the same command finds (and resumes) its run."""
     tag = "-".join(f"{k}{v}" for k, v in parts.items())
     return f"/tmp/tinker-examples/distillation/{recipe}/{model_name.replace('/', '_')}-{tag}"
+
+
+def resolve_renderer(cli: object) -> str:
+    """The renderer a recipe's run uses, said on the console: `renderer_name` as given, else the
+    one recorded with `load_checkpoint_path`, else the model's recommended one."""
+    return checkpoint_utils.resolve_renderer_name_from_checkpoint_or_default(
+        model_name=cli.model_name,  # type: ignore[attr-defined]
+        explicit_renderer_name=cli.renderer_name,  # type: ignore[attr-defined]
+        load_checkpoint_path=cli.load_checkpoint_path,  # type: ignore[attr-defined]
+        base_url=cli.base_url,  # type: ignore[attr-defined]
+    )
 
 
 def settings_tag(*parts: object) -> str:

@@ -17,8 +17,12 @@ import asyncio
 
 import chz
 
-from tinker_cookbook import checkpoint_utils
-from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
+from tinker_cookbook.recipes.common import (
+    RunArgs,
+    config_from_cli,
+    default_log_path,
+    resolve_renderer,
+)
 from tinker_cookbook.renderers import TrainOnWhat
 from tinker_cookbook.supervised import train
 from tinker_cookbook.supervised.data import FromConversationFileBuilder, HFChatDatasetBuilder
@@ -81,12 +85,7 @@ def dataset_builder(cli: CLIConfig, renderer_name: str | None = None) -> ChatDat
 
 
 def build_config(cli: CLIConfig) -> train.Config:
-    renderer_name = checkpoint_utils.resolve_renderer_name_from_checkpoint_or_default(
-        model_name=cli.model_name,
-        explicit_renderer_name=cli.renderer_name,
-        load_checkpoint_path=cli.load_checkpoint_path,
-        base_url=cli.base_url,
-    )
+    renderer_name = resolve_renderer(cli)
     log_path = cli.log_path or default_log_path(
         "off_policy_reasoning",
         cli.model_name,

@@ -19,7 +19,6 @@ from typing import Literal
 
 import chz
 
-from tinker_cookbook import checkpoint_utils
 from tinker_cookbook.distillation import train_on_policy
 from tinker_cookbook.distillation.datasets import (
     DistillationDatasetConfig,
@@ -28,7 +27,12 @@ from tinker_cookbook.distillation.datasets import (
     TeacherConfig,
 )
 from tinker_cookbook.eval.evaluators import EvaluatorBuilder, MathEvalBuilder
-from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
+from tinker_cookbook.recipes.common import (
+    RunArgs,
+    config_from_cli,
+    default_log_path,
+    resolve_renderer,
+)
 from tinker_cookbook.rl.train import RLLossFn
 
 
@@ -70,15 +74,6 @@ class CLIConfig(DistillArgs):
     teacher_model: str = "Qwen/Qwen3-8B"
     teacher_checkpoint: str | None = None
     groups_per_batch: int = 64
-
-
-def resolve_renderer(cli: DistillArgs) -> str:
-    return checkpoint_utils.resolve_renderer_name_from_checkpoint_or_default(
-        model_name=cli.model_name,
-        explicit_renderer_name=cli.renderer_name,
-        load_checkpoint_path=cli.load_checkpoint_path,
-        base_url=cli.base_url,
-    )
 
 
 def prompt_builder(

@@ -16,10 +16,9 @@ import asyncio
 
 import chz
 
-from tinker_cookbook import checkpoint_utils
 from tinker_cookbook.distillation import train_on_policy
 from tinker_cookbook.distillation.datasets import DistillationDatasetConfig, TeacherConfig
-from tinker_cookbook.recipes.common import config_from_cli, default_log_path
+from tinker_cookbook.recipes.common import config_from_cli, default_log_path, resolve_renderer
 from tinker_cookbook.recipes.distillation.harbor_multiturn import HarborDistillationDatasetBuilder
 from tinker_cookbook.recipes.harbor_rl import train as harbor_train
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborTask
@@ -44,12 +43,7 @@ class CLIConfig(harbor_train.HarborArgs):
 
 def build_config(cli: CLIConfig, tasks: list[HarborTask] | None = None) -> train_on_policy.Config:
     """`tasks`, when given, replace the ones `tasks_dir`/`dataset` would load."""
-    renderer = checkpoint_utils.resolve_renderer_name_from_checkpoint_or_default(
-        model_name=cli.model_name,
-        explicit_renderer_name=cli.renderer_name,
-        load_checkpoint_path=cli.load_checkpoint_path,
-        base_url=cli.base_url,
-    )
+    renderer = resolve_renderer(cli)
     log_path = cli.log_path or default_log_path(
         "harbor_multi_turn", cli.model_name, ds=cli.dataset or cli.tasks_dir or "bundled",
         lr=cli.learning_rate, gpb=cli.groups_per_batch, r=cli.lora_rank,

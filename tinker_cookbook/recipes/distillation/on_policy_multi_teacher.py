@@ -16,7 +16,7 @@ import chz
 
 from tinker_cookbook.distillation import train_on_policy
 from tinker_cookbook.distillation.datasets import DistillationDatasetConfig, TeacherConfig
-from tinker_cookbook.recipes.common import default_log_path
+from tinker_cookbook.recipes.common import default_log_path, resolve_renderer
 from tinker_cookbook.recipes.distillation import on_policy_distillation as single
 
 
@@ -33,7 +33,7 @@ class CLIConfig(single.DistillArgs):
 
 
 def build_config(cli: CLIConfig) -> train_on_policy.Config:
-    renderer = single.resolve_renderer(cli)
+    renderer = resolve_renderer(cli)
     default_eval = 0 if cli.deepmath_dataset_path else 100
     eval_size = cli.eval_size if cli.eval_size is not None else default_eval
     deepmath = single.prompt_builder(

@@ -14,7 +14,12 @@ import asyncio
 
 import chz
 
-from tinker_cookbook.recipes.common import RunArgs, config_from_cli, default_log_path
+from tinker_cookbook.recipes.common import (
+    RunArgs,
+    config_from_cli,
+    default_log_path,
+    resolve_renderer,
+)
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder
 from tinker_cookbook.rl import train
 from tinker_cookbook.rl.train import RLLossFn
@@ -86,6 +91,7 @@ def build_config(cli: CLIConfig) -> train.Config:
         lr=cli.learning_rate,
         gpb=cli.groups_per_batch,
     ).replace("/distillation/", "/")
+    cli = chz.replace(cli, renderer_name=resolve_renderer(cli))  # said on the console
     return config_from_cli(
         train.Config, cli, log_path=log_path, dataset_builder=harbor_builder(cli)
     )
