@@ -26,7 +26,7 @@ from tinker_cookbook.checkpoint_utils import get_renderer_name_from_checkpoint
 from tinker_cookbook.distillation.datasets import DistillationDatasetConfig, TeacherConfig
 from tinker_cookbook.local.models import get_tokenizer
 from tinker_cookbook.renderers import get_recommended_renderer_name, get_renderer
-from tinker_cookbook.rl.data_processing import DatumSource
+from tinker_cookbook.rl.data_processing import DatumSource, datum_sequence, target_logprobs
 from tinker_cookbook.rl.train import BatchSource, RLTrainingConfig, run_rl, with_inputs
 from tinker_cookbook.rl.types import EnvGroupBuilder, Metrics, RLDataset
 
@@ -138,13 +138,10 @@ class TeacherScorer:
         }
 
     async def _teacher_logprobs(self, datum: types.Datum, builder: EnvGroupBuilder) -> np.ndarray:
-        tokens = datum.model_input.to_ints() + [
-            int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])
-        ]
         mask = datum.loss_fn_inputs["mask"].to_numpy()
         if not self.own_prompt:
-            lps = await self.client.compute_logprobs(types.ModelInput.from_ints(tokens))
-            return np.asarray([0.0 if v is None else v for v in lps[1:]], dtype=np.float32)
+            return await target_logprobs(self.client, datum)
+        tokens = datum_sequence(datum).to_ints()
         # The teacher's own prompt + the student's completion (single-turn only).
         sampled = np.flatnonzero(mask > 0)
         if (

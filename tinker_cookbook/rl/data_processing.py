@@ -162,3 +162,15 @@ def remove_constant_reward_groups(
         logger.warning("every group's rewards are constant: this batch has no gradient")
         return trajectory_groups_P[:1]
     return varied
+
+
+def datum_sequence(datum: types.Datum) -> types.ModelInput:
+    """The whole sequence a next-token datum was cut from (its input plus the last target)."""
+    last = int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])
+    return types.ModelInput.from_ints(datum.model_input.to_ints() + [last])
+
+
+async def target_logprobs(sampler, datum: types.Datum) -> np.ndarray:
+    """`sampler`'s logprob of each of the datum's target tokens (aligned with its inputs)."""
+    lps = await sampler.compute_logprobs(datum_sequence(datum))
+    return np.asarray([0.0 if v is None else v for v in lps[1:]], dtype=np.float32)

@@ -24,7 +24,7 @@ from tinker_cookbook.cli_utils import LogdirBehavior
 from tinker_cookbook.completers import TinkerTokenCompleter
 from tinker_cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
 from tinker_cookbook.plot import write_run_plots
-from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data
+from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data, target_logprobs
 from tinker_cookbook.rl.evaluation import RLTestSetEvaluator
 from tinker_cookbook.rl.metrics import trajectory_group_metrics
 from tinker_cookbook.rl.rollouts import do_group_rollouts
@@ -374,17 +374,10 @@ async def compute_post_kl(data: list[types.Datum], sampler: Any) -> Metrics:
     """KL on the batch's sampled tokens between the policy that sampled them and `sampler`
     (the weights after the step): v1 = mean(logp_before - logp_after), v2 = half the mean
     square. How far one step moved the policy."""
-    sequences = [
-        types.ModelInput.from_ints(
-            d.model_input.to_ints() + [int(d.loss_fn_inputs["target_tokens"].to_numpy()[-1])]
-        )
-        for d in data
-    ]
-    after = await asyncio.gather(*[sampler.compute_logprobs(seq) for seq in sequences])
+    after = await asyncio.gather(*[target_logprobs(sampler, d) for d in data])
     diffs = []
-    for datum, lps in zip(data, after, strict=True):
+    for datum, new in zip(data, after, strict=True):
         mask = datum.loss_fn_inputs["mask"].to_numpy() > 0
-        new = np.asarray([0.0 if v is None else v for v in lps[1:]], dtype=np.float32)
         diffs.append((datum.loss_fn_inputs["logprobs"].to_numpy() - new)[mask])
     flat = np.concatenate(diffs)
     return {"kl_pre_post_v1": float(flat.mean()), "kl_pre_post_v2": float(0.5 * (flat**2).mean())}
