@@ -31,6 +31,4 @@ class HarborDistillationDatasetBuilder(HarborDatasetBuilder):
     async def __call__(self) -> tuple[HarborDataset, HarborDataset | None]:
         """Training tasks with no reward; held-out tasks (`test_size`) graded by their own
         tests, so evaluation measures what the student can actually do."""
-        train, _ = self.make_datasets(reward_fn=zero_reward)
-        held_out = self.make_datasets(reward_fn=None)[1] if self.test_size else None
-        return train, held_out
+        return self.make_datasets(train_reward_fn=zero_reward)

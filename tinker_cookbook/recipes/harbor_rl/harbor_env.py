@@ -261,21 +261,30 @@ class HarborDatasetBuilder(RLDatasetBuilder):
         )
 
     def make_datasets(
-        self, reward_fn: RewardFn | None
+        self, train_reward_fn: RewardFn | None = None, test_reward_fn: RewardFn | None = None
     ) -> tuple[HarborDataset, HarborDataset | None]:
+        """Training and held-out datasets from one load of the tasks, sharing one limit on
+        concurrent environments; each split's reward (None: `reward_fn`, else the tasks' own
+        grading)."""
         tasks, renderer, options = self.load(), self.renderer(), self.episode_options()
-        reward_fn = reward_fn or self.reward_fn
 
-        def builder(task: HarborTask) -> HarborEnvGroupBuilder:
-            return HarborEnvGroupBuilder(task, renderer, self.group_size, options, reward_fn)
+        def builder_for(reward_fn: RewardFn | None) -> Callable[[HarborTask], Any]:
+            reward_fn = reward_fn or self.reward_fn
+            return lambda task: HarborEnvGroupBuilder(
+                task, renderer, self.group_size, options, reward_fn
+            )
 
         test, train = tasks[: self.test_size], tasks[self.test_size :]
         if not train:
             raise ValueError(
                 f"no training tasks left ({len(tasks)} tasks, test_size={self.test_size})"
             )
-        held_out = HarborDataset(test, min(self.batch_size, len(test)), builder) if test else None
-        return HarborDataset(train, self.batch_size, builder), held_out
+        held_out = (
+            HarborDataset(test, min(self.batch_size, len(test)), builder_for(test_reward_fn))
+            if test
+            else None
+        )
+        return HarborDataset(train, self.batch_size, builder_for(train_reward_fn)), held_out
 
     async def __call__(self) -> tuple[HarborDataset, HarborDataset | None]:
-        return self.make_datasets(reward_fn=None)
+        return self.make_datasets()
