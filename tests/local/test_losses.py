@@ -65,10 +65,11 @@ def _reference(client, data, loss, config):
     """Loss and adapter gradients from the formula above on a detached copy of the adapter."""
     runtime = client._runtime
     adapter = client._adapter.trainable_copy()
-    with torch.enable_grad(), runtime.adapter(adapter):
+    with torch.enable_grad():
         scores = runtime.sequence_logprobs(
             [d.model_input.to_ints() for d in data],
             [d.loss_fn_inputs["target_tokens"].to_torch() for d in data],
+            adapter,
         )
         total = sum(
             FORMULAS[loss](

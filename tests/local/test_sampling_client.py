@@ -66,6 +66,15 @@ def test_seeds_make_samples_reproducible(base, prompt):
     assert a.sequences[0].tokens != c.sequences[0].tokens
 
 
+def test_a_sample_does_not_replay_another_requests_stream(base, prompt):
+    """Sample 1 of a seed-7 request has its own stream, not that of a request seeded nearby
+    (nor at the old fixed stride of 1_000_003 per sample)."""
+    two = _sample(base, prompt, n=2, max_tokens=20, temperature=1.0, seed=7, stop=[])
+    for seed in (8, 7 + 1_000_003):
+        one = _sample(base, prompt, n=1, max_tokens=20, temperature=1.0, seed=seed, stop=[])
+        assert one.sequences[0].tokens != two.sequences[1].tokens
+
+
 def test_stop_token_ids_strings_and_length(base, prompt, tokenizer):
     free = _sample(base, prompt, max_tokens=16, temperature=0.0, stop=[]).sequences[0]
     assert free.stop_reason == "length" and len(free.tokens) == 16

@@ -245,10 +245,11 @@ def test_forward_backward_custom_applies_the_users_gradient(client, data):
         for _, b in client._adapter.weights.values():
             b.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
     runtime, ref = client._runtime, client._adapter.trainable_copy()
-    with torch.enable_grad(), runtime.adapter(ref):
+    with torch.enable_grad():
         scores = runtime.sequence_logprobs(
             [d.model_input.to_ints() for d in data],
             [d.loss_fn_inputs["target_tokens"].to_torch() for d in data],
+            ref,
         )
         want_loss = sum((s.target_logprobs.sum() / 10) ** 2 for s in scores)
         want_loss.backward()

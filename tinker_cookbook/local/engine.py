@@ -2,8 +2,10 @@
 
 Every client call becomes a work item on one queue. Training operations run in submission
 order; sampling and scoring requests that arrive together (e.g. from many coroutines) are
-grouped by model and adapter and run as batched forward passes, which is where throughput on
-small models comes from. One thread also means torch never fights itself for the cores.
+grouped by model, adapter and batch limits and run as batched forward passes, which is where
+throughput on small models comes from. One thread also means torch never fights itself for the
+cores. The engine itself has no settings: each request carries its client's `BatchLimits`, so
+clients configured differently share the thread without changing each other's batching.
 """
 
 from __future__ import annotations
@@ -18,9 +20,37 @@ from typing import Any
 
 import torch
 
+from tinker_cookbook.local.config import LocalBackendConfig
+from tinker_cookbook.local.errors import LocalBackendError
 from tinker_cookbook.local.lora import LoRAAdapter
 from tinker_cookbook.local.runtime import ModelRuntime, TokenScores
 from tinker_cookbook.local.sampler import SequenceJob, generate
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How one client's sampling and scoring requests are batched (see `LocalBackendConfig`)."""
+
+    gather_window_s: float
+    max_batch_tokens: int
+    max_sampling_batch: int
+
+    @classmethod
+    def of(cls, config: LocalBackendConfig) -> BatchLimits:
+        limits = cls(config.gather_window_s, config.max_batch_tokens, config.max_sampling_batch)
+        limits.check()
+        return limits
+
+    def check(self) -> None:
+        if self.gather_window_s < 0:
+            raise LocalBackendError(
+                f"LocalBackendConfig.gather_window_s must be >= 0, got {self.gather_window_s}"
+            )
+        for name in ("max_batch_tokens", "max_sampling_batch"):
+            if getattr(self, name) < 1:
+                raise LocalBackendError(
+                    f"LocalBackendConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
 
 
 @dataclass
@@ -29,6 +59,7 @@ class SampleWork:
 
     runtime: ModelRuntime
     adapter: LoRAAdapter | None
+    limits: BatchLimits
     jobs: list[SequenceJob] = field(default_factory=list)
     score_tokens: list[int] | None = None  # score this whole sequence (prompt logprobs)
     topk: int = 0
@@ -44,10 +75,7 @@ class OpWork:
 
 
 class LocalEngine:
-    def __init__(self, gather_window_s: float, max_batch_tokens: int, max_sampling_batch: int):
-        self.gather_window_s = gather_window_s
-        self.max_batch_tokens = max_batch_tokens
-        self.max_sampling_batch = max_sampling_batch
+    def __init__(self) -> None:
         self._queue: list[OpWork | SampleWork] = []
         self.sampling_batches_run = 0  # batched sampling/scoring passes, for tests and benchmarks
         self._cond = threading.Condition()
@@ -63,19 +91,28 @@ class LocalEngine:
     def run_op(self, fn: Callable[[], Any]) -> Future:
         return self.submit(OpWork(fn))
 
+    def _gather_window(self) -> float:
+        """The window of the oldest waiting sampling request (0 when only ops wait: they run
+        one by one in order, so gathering more of them gains nothing)."""
+        with self._cond:
+            return next(
+                (w.limits.gather_window_s for w in self._queue if isinstance(w, SampleWork)), 0.0
+            )
+
     def _take_batch(self) -> list[OpWork | SampleWork]:
         with self._cond:
             while not self._queue:
                 self._cond.wait()
         # Let concurrent callers finish enqueueing before deciding what goes together.
-        deadline = time.monotonic() + 10 * self.gather_window_s
+        window = self._gather_window()
+        deadline = time.monotonic() + 10 * window
         seen = -1
         while time.monotonic() < deadline:
             with self._cond:
                 if len(self._queue) == seen:
                     break
                 seen = len(self._queue)
-            time.sleep(self.gather_window_s)
+            time.sleep(window)
         with self._cond:
             items, self._queue = self._queue, []
         return items
@@ -89,9 +126,9 @@ class LocalEngine:
             self._run_sampling([w for w in items if isinstance(w, SampleWork)])
 
     def _run_sampling(self, works: list[SampleWork]) -> None:
-        groups: dict[tuple[int, int], list[SampleWork]] = defaultdict(list)
+        groups: dict[tuple[int, int, BatchLimits], list[SampleWork]] = defaultdict(list)
         for w in works:
-            groups[(id(w.runtime), id(w.adapter))].append(w)
+            groups[(id(w.runtime), id(w.adapter), w.limits)].append(w)
         for group in groups.values():
             try:
                 self._run_group(group)
@@ -104,39 +141,39 @@ class LocalEngine:
                 _settle(w.future, lambda w=w: w.finish(w))
 
     def _run_group(self, group: list[SampleWork]) -> None:
-        runtime, adapter = group[0].runtime, group[0].adapter
-        with torch.no_grad(), runtime.adapter(adapter):
+        runtime, adapter, limits = group[0].runtime, group[0].adapter, group[0].limits
+        with torch.no_grad():
             scoring = [w for w in group if w.score_tokens is not None]
-            for chunk in self._chunks(scoring, lambda w: [len(w.score_tokens)]):
+            for chunk in _chunks(scoring, lambda w: len(w.score_tokens), limits):
                 inputs = [w.score_tokens[:-1] for w in chunk]
                 targets = [torch.tensor(w.score_tokens[1:]) for w in chunk]
                 topk = max(w.topk for w in chunk)
-                for w, s in zip(
-                    chunk, runtime.sequence_logprobs(inputs, targets, topk), strict=True
-                ):
+                scores = runtime.sequence_logprobs(inputs, targets, adapter, topk)
+                for w, s in zip(chunk, scores, strict=True):
                     w.scores = s
                 self.sampling_batches_run += 1
             jobs = [j for w in group for j in w.jobs]
             jobs.sort(key=lambda j: len(j.prompt))
-            for chunk in self._chunks(jobs, lambda j: [len(j.prompt) + j.max_tokens]):
-                generate(runtime, chunk)
+            for chunk in _chunks(jobs, lambda j: len(j.prompt) + j.max_tokens, limits):
+                generate(runtime, chunk, adapter)
                 self.sampling_batches_run += 1
 
-    def _chunks(self, items: list, lengths: Callable[[Any], list[int]]) -> list[list]:
-        """Split into batches within the token budget (padded) and the sampling batch cap."""
-        out, cur, widest = [], [], 0
-        for item in items:
-            w = max(widest, sum(lengths(item)))
-            if cur and (
-                w * (len(cur) + 1) > self.max_batch_tokens or len(cur) >= self.max_sampling_batch
-            ):
-                out.append(cur)
-                cur, w = [], sum(lengths(item))
-            cur.append(item)
-            widest = w
-        if cur:
+
+def _chunks(items: list, length: Callable[[Any], int], limits: BatchLimits) -> list[list]:
+    """Split into batches within the token budget (padded) and the sampling batch cap."""
+    out, cur, widest = [], [], 0
+    for item in items:
+        w = max(widest, length(item))
+        if cur and (
+            w * (len(cur) + 1) > limits.max_batch_tokens or len(cur) >= limits.max_sampling_batch
+        ):
             out.append(cur)
-        return out
+            cur, w = [], length(item)
+        cur.append(item)
+        widest = w
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _settle(future: Future, fn: Callable[[], Any]) -> None:

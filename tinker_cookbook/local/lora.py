@@ -1,8 +1,10 @@
 """LoRA adapters that share one copy of the base weights.
 
-Every target `nn.Linear` of a base model is wrapped once in a `LoRALinear`; which adapter it
-applies is switched per batch (`use_adapter`). An adapter is a plain dict of (A, B) tensors, so
-a sampling snapshot is a cheap detached copy, and adapters of any rank coexist on one model.
+Every target `nn.Linear` of a base model is wrapped once in a `LoRALinear`. The wrappers of one
+model read the adapter they apply from one `AdapterSlot`, which the runtime binds for exactly
+the span of a forward pass (and of each recompute in backward), from the adapter it was passed.
+An adapter is a plain dict of (A, B) tensors, so a sampling snapshot is a cheap detached copy,
+and adapters of any rank coexist on one model.
 Saved adapters use PEFT's file layout, so `peft.PeftModel.from_pretrained` loads them too.
 """
 
@@ -27,13 +29,35 @@ UNEMBED_TARGETS = ("lm_head",)
 _PEFT_PREFIX = "base_model.model."
 
 
-class LoRALinear(nn.Module):
-    """`base(x) + scale * (x @ A^T) @ B^T` when an adapter is active, else `base(x)`."""
+class AdapterSlot:
+    """The adapter a model's `LoRALinear`s apply while a forward pass runs (None: the base).
 
-    def __init__(self, base: nn.Linear):
+    Transformers' layers call the Linears themselves, so the adapter cannot be an argument
+    there; the runtime binds it around each forward call and each checkpoint recompute instead.
+    """
+
+    def __init__(self) -> None:
+        self.adapter: LoRAAdapter | None = None
+
+    @contextmanager
+    def use(self, adapter: LoRAAdapter | None) -> Iterator[None]:
+        """Bind `adapter` for this block, then restore whatever was bound before (so nested
+        binds, e.g. a recompute inside backward, leave the outer binding intact)."""
+        previous, self.adapter = self.adapter, adapter
+        try:
+            yield
+        finally:
+            self.adapter = previous
+
+
+class LoRALinear(nn.Module):
+    """`base(x) + scale * (x @ A^T) @ B^T` for the slot's adapter (if it adapts this path)."""
+
+    def __init__(self, base: nn.Linear, path: str, slot: AdapterSlot):
         super().__init__()
         self.base = base
-        self.active: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self.path = path
+        self.slot = slot
 
     @property
     def weight(self) -> torch.Tensor:
@@ -49,22 +73,26 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
-        if self.active is None:
+        adapter = self.slot.adapter
+        pair = adapter.weights.get(self.path) if adapter is not None else None
+        if pair is None:
             return out
-        a, b, scale = self.active
-        return out + (x.to(a.dtype) @ a.t() @ b.t()).to(out.dtype) * scale
+        a, b = pair
+        return out + (x.to(a.dtype) @ a.t() @ b.t()).to(out.dtype) * adapter.scale
 
 
-def wrap_lora_targets(model: nn.Module) -> dict[str, LoRALinear]:
-    """Wrap every attention, MLP and unembedding Linear; returns them by module path."""
+def wrap_lora_targets(model: nn.Module, slot: AdapterSlot) -> dict[str, LoRALinear]:
+    """Wrap every attention, MLP and unembedding Linear (all reading `slot`); returns them by
+    module path."""
     targets = ATTN_TARGETS + MLP_TARGETS + UNEMBED_TARGETS
     found: dict[str, LoRALinear] = {}
     for path, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if child_name in targets and isinstance(child, nn.Linear):
-                wrapped = LoRALinear(child)
+                full_path = f"{path}.{child_name}" if path else child_name
+                wrapped = LoRALinear(child, full_path, slot)
                 setattr(module, child_name, wrapped)
-                found[f"{path}.{child_name}" if path else child_name] = wrapped
+                found[full_path] = wrapped
     return found
 
 
@@ -174,16 +202,3 @@ class LoRAAdapter:
                 "it was trained on a different base model"
             )
         return cls(rank=int(config["r"]), weights=weights, alpha=float(config["lora_alpha"]))
-
-
-@contextmanager
-def use_adapter(modules: dict[str, LoRALinear], adapter: LoRAAdapter | None) -> Iterator[None]:
-    """Apply `adapter` (or none: the base model) to the wrapped Linears for this block."""
-    for path, mod in modules.items():
-        pair = adapter.weights.get(path) if adapter is not None else None
-        mod.active = (pair[0], pair[1], adapter.scale) if pair is not None else None
-    try:
-        yield
-    finally:
-        for mod in modules.values():
-            mod.active = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from tinker_cookbook.local.lora import LoRAAdapter
 from tinker_cookbook.local.runtime import ModelRuntime
 
 
@@ -64,8 +65,8 @@ def _choose_tokens(logits: torch.Tensor, jobs: list[SequenceJob]) -> torch.Tenso
     return chosen
 
 
-def generate(runtime: ModelRuntime, jobs: list[SequenceJob]) -> None:
-    """Fill each job's tokens/logprobs/stop_reason; all jobs share runtime's active adapter."""
+def generate(runtime: ModelRuntime, jobs: list[SequenceJob], adapter: LoRAAdapter | None) -> None:
+    """Fill each job's tokens/logprobs/stop_reason, sampling from `runtime` under `adapter`."""
     device = runtime.device
     width = max(len(j.prompt) for j in jobs)
     ids = torch.zeros(len(jobs), width, dtype=torch.long)
@@ -78,9 +79,9 @@ def generate(runtime: ModelRuntime, jobs: list[SequenceJob]) -> None:
     cache = DynamicCache(config=runtime.model.config)
     active = list(range(len(jobs)))
     with torch.no_grad(), runtime.autocast():
-        hidden, cache = runtime.hidden_states(ids, mask, positions, cache)
+        hidden, cache = runtime.hidden_states(ids, mask, adapter, positions, cache)
         last_pos = positions[:, -1]
-        logits = runtime.logits_fp32(hidden[:, -1])
+        logits = runtime.logits_fp32(hidden[:, -1], adapter)
         while True:
             logprobs = torch.log_softmax(logits, -1).cpu()
             batch_jobs = [jobs[i] for i in active]
@@ -104,5 +105,7 @@ def generate(runtime: ModelRuntime, jobs: list[SequenceJob]) -> None:
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             last_pos = last_pos + 1
             step_ids = chosen.to(device).unsqueeze(-1)
-            hidden, cache = runtime.hidden_states(step_ids, mask, last_pos.unsqueeze(-1), cache)
-            logits = runtime.logits_fp32(hidden[:, -1])
+            hidden, cache = runtime.hidden_states(
+                step_ids, mask, adapter, last_pos.unsqueeze(-1), cache
+            )
+            logits = runtime.logits_fp32(hidden[:, -1], adapter)

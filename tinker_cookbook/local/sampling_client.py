@@ -9,15 +9,14 @@ import numpy as np
 import torch
 from tinker import types
 
-from tinker_cookbook.local.engine import LocalEngine, SampleWork
+from tinker_cookbook.local.engine import BatchLimits, LocalEngine, SampleWork
 from tinker_cookbook.local.errors import LocalBackendError
 from tinker_cookbook.local.futures import LocalFuture
 from tinker_cookbook.local.lora import LoRAAdapter
 from tinker_cookbook.local.losses import check_token_range
 from tinker_cookbook.local.runtime import ModelRuntime
 from tinker_cookbook.local.sampler import SequenceJob
-
-_SEED_STRIDE = 1_000_003  # seeds of one request's samples: seed, seed + stride, ...
+from tinker_cookbook.utils.seeding import derive_seed
 
 
 class SamplingClient:
@@ -33,11 +32,13 @@ class SamplingClient:
         engine: LocalEngine,
         runtime: ModelRuntime,
         adapter: LoRAAdapter | None,
+        limits: BatchLimits,
         model_path: str | None = None,
     ):
         self._engine = engine
         self._runtime = runtime
         self._adapter = adapter
+        self._limits = limits
         self.model_path = model_path
 
     def __repr__(self) -> str:
@@ -72,6 +73,7 @@ class SamplingClient:
         work = SampleWork(
             runtime=self._runtime,
             adapter=self._adapter,
+            limits=self._limits,
             jobs=jobs,
             score_tokens=tokens if wants_prompt and len(tokens) > 1 else None,
             topk=topk_prompt_logprobs,
@@ -90,6 +92,7 @@ class SamplingClient:
         work = SampleWork(
             runtime=self._runtime,
             adapter=self._adapter,
+            limits=self._limits,
             score_tokens=tokens,
             finish=lambda w: [None] + w.scores.target_logprobs.float().cpu().tolist(),
         )
@@ -120,8 +123,10 @@ class SamplingClient:
         if not 0 < params.top_p <= 1:
             raise LocalBackendError(f"sampling_params.top_p must be in (0, 1], got {params.top_p}")
         stop_ids, stop_strings = self._stops(params.stop)
+        # One stream per sample of the request, derived from the request's seed (or a fresh
+        # random one): the same seed gives the same samples, and no two samples share a stream.
         seed = params.seed if params.seed is not None else random.getrandbits(62)
-        generator = torch.Generator().manual_seed(seed + index * _SEED_STRIDE)
+        generator = torch.Generator().manual_seed(derive_seed(seed, "sample", index))
         return SequenceJob(
             prompt=tokens,
             max_tokens=max_tokens,

@@ -9,13 +9,13 @@ from typing import Any
 
 from tinker_cookbook.local.checkpoints import load_optimizer_state, read_checkpoint_meta
 from tinker_cookbook.local.config import LocalBackendConfig
-from tinker_cookbook.local.engine import LocalEngine
+from tinker_cookbook.local.engine import BatchLimits, LocalEngine
 from tinker_cookbook.local.errors import LocalBackendError
 from tinker_cookbook.local.futures import ClientFuture
 from tinker_cookbook.local.lora import LoRAAdapter, target_suffixes
 from tinker_cookbook.local.models import get_tokenizer, list_builtin_models, resolve_model_dir
 from tinker_cookbook.local.paths import cache_dir
-from tinker_cookbook.local.runtime import RUNTIMES, ModelRuntime
+from tinker_cookbook.local.runtime import RUNTIMES, ModelRuntime, pick_device
 from tinker_cookbook.local.sampling_client import SamplingClient
 from tinker_cookbook.local.training_client import TrainingClient
 
@@ -23,19 +23,14 @@ _ENGINE: LocalEngine | None = None
 _ENGINE_LOCK = threading.Lock()
 
 
-def shared_engine(config: LocalBackendConfig) -> LocalEngine:
-    """One compute thread per process: base weights (and their active-adapter slots) are
-    shared, so two threads must never run forward passes on them at once."""
+def shared_engine() -> LocalEngine:
+    """One compute thread per process: base weights (and their adapter slots) are shared, so
+    two threads must never run forward passes on them at once. It has no settings of its own;
+    each request carries its client's batch limits."""
     global _ENGINE
     with _ENGINE_LOCK:
         if _ENGINE is None:
-            _ENGINE = LocalEngine(
-                config.gather_window_s, config.max_batch_tokens, config.max_sampling_batch
-            )
-        else:  # the latest settings win; they only shape batching
-            _ENGINE.gather_window_s = config.gather_window_s
-            _ENGINE.max_batch_tokens = config.max_batch_tokens
-            _ENGINE.max_sampling_batch = config.max_sampling_batch
+            _ENGINE = LocalEngine()
         return _ENGINE
 
 
@@ -44,7 +39,9 @@ class ServiceClient:
 
     def __init__(self, config: LocalBackendConfig | None = None, **_ignored: Any):
         self.config = config or LocalBackendConfig()
-        self.engine = shared_engine(self.config)
+        pick_device(self.config.device)  # a device this machine lacks fails here, not mid-run
+        self.limits = BatchLimits.of(self.config)  # how this client's requests are batched
+        self.engine = shared_engine()
         self.checkpoint_root = Path(
             self.config.checkpoint_dir or cache_dir() / "checkpoints"
         ).expanduser()
@@ -66,6 +63,11 @@ class ServiceClient:
 
     def get_server_capabilities(self) -> dict[str, list[str]]:
         return {"supported_models": list_builtin_models()}
+
+    def require_model(self, name: str) -> None:
+        """Fail before any work when `name` is neither a built-in model, a local folder nor a
+        Hugging Face model this machine can load (the error says which)."""
+        resolve_model_dir(name)
 
     # ---- training clients ---------------------------------------------------------------
     def create_lora_training_client(
@@ -151,7 +153,7 @@ class ServiceClient:
         def build() -> SamplingClient:
             runtime = self.runtime(base_model)
             adapter = self.load_adapter(model_path, runtime) if model_path is not None else None
-            return SamplingClient(self.engine, runtime, adapter, model_path=model_path)
+            return SamplingClient(self.engine, runtime, adapter, self.limits, model_path=model_path)
 
         return ClientFuture(self.engine.run_op(build))
 

@@ -109,10 +109,11 @@ class TrainingClient:
         outputs: list[dict[str, types.TensorData]] = [{} for _ in data]
         total = 0.0
         for idxs in self._micro_batches(data):
-            with torch.set_grad_enabled(backward), self._runtime.adapter(self._adapter):
+            with torch.set_grad_enabled(backward):
                 scores = self._runtime.sequence_logprobs(
                     [data[i].model_input.to_ints() for i in idxs],
                     [data[i].loss_fn_inputs["target_tokens"].to_torch().long() for i in idxs],
+                    self._adapter,
                 )
                 loss = torch.zeros((), device=self._runtime.device)
                 for i, s in zip(idxs, scores, strict=True):
@@ -268,7 +269,11 @@ class TrainingClient:
     ):
         return self._submit(
             lambda: SamplingClient(
-                self._engine, self._runtime, self._adapter.snapshot(), model_path=None
+                self._engine,
+                self._runtime,
+                self._adapter.snapshot(),
+                self._service.limits,
+                model_path=None,
             )
         )
 
