@@ -7,12 +7,13 @@ evaluators and multi-agent games need) and so carries a renderer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import tinker
 
+from tinker_cookbook.clients import SamplingClientLike
 from tinker_cookbook.renderers import Message, Renderer
+from tinker_cookbook.utils.seeding import derive_seed
 
 StopCondition = list[str] | list[int]
 """Stop strings, or stop token ids, that end one sampled turn."""
@@ -54,10 +55,12 @@ class TinkerTokenCompleter(TokenCompleter):
     """One sample per call from a sampling client (Tinker's or the local backend's).
 
     `context_window` caps each request so prompt + reply fits; `seed` (ours) makes a run
-    reproducible: request i is sampled with a seed derived from (`seed`, i).
+    reproducible: request i is sampled with a seed derived from (`seed`, i). Shared by
+    concurrent episodes, i follows whichever asks first; `for_episode` gives each episode a
+    completer of its own, whose seeds depend only on the episode's position and turn.
     """
 
-    sampling_client: Any
+    sampling_client: SamplingClientLike
     max_tokens: int
     temperature: float = 1.0
     context_window: int | None = None
@@ -92,9 +95,12 @@ class TinkerTokenCompleter(TokenCompleter):
 
     def _next_seed(self) -> int | None:
         self.requests += 1
-        if self.seed is None:
-            return None
-        return (self.seed * 1_000_003 + self.requests - 1) % 2**31
+        return derive_seed(self.seed, "request", self.requests - 1)
+
+    def for_episode(self, *position: int) -> TinkerTokenCompleter:
+        """This completer for one episode (e.g. its group and its index in the group): its own
+        request count, and a seed derived from `position`."""
+        return replace(self, seed=derive_seed(self.seed, "episode", *position))
 
 
 class TinkerMessageCompleter(MessageCompleter):
@@ -102,7 +108,7 @@ class TinkerMessageCompleter(MessageCompleter):
 
     def __init__(
         self,
-        sampling_client: Any,
+        sampling_client: SamplingClientLike,
         renderer: Renderer,
         max_tokens: int,
         stop_condition: StopCondition | None = None,

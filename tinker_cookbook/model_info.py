@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,18 @@ def get_recommended_renderer_names(model_name: str) -> list[str]:
 def get_recommended_renderer_name(model_name: str) -> str:
     """The renderer `model_name` was trained with (see `get_recommended_renderer_names`)."""
     return get_recommended_renderer_names(model_name)[0]
+
+
+@runtime_checkable
+class NamesItsRenderer(Protocol):
+    """A dataset builder that says which chat format it renders with."""
+
+    renderer_name: str | None
+
+
+def renderer_name_of(builder: object) -> str | None:
+    """The renderer a dataset builder names (None: it names none)."""
+    return builder.renderer_name if isinstance(builder, NamesItsRenderer) else None
 
 
 def run_renderer_name(

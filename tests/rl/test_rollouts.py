@@ -1,6 +1,7 @@
 """Rollouts: groups run concurrently; a failing environment is reported, not hung."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from tinker import types
@@ -66,3 +67,38 @@ def test_rollout_error_type():
         from tinker_cookbook.rl.rollouts import do_group_rollout
 
         asyncio.run(do_group_rollout(Builder(fail=True), policy))
+
+
+class SeedEchoSampler:
+    """Answers each request with one token: its seed (mod 1000), after a delay that varies
+    from call to call, so concurrent episodes ask in a different order on every run."""
+
+    def __init__(self, delays: list[float]):
+        self.delays, self.calls = delays, 0
+
+    async def sample_async(self, prompt, num_samples, sampling_params):
+        delay = self.delays[self.calls % len(self.delays)]
+        self.calls += 1
+        await asyncio.sleep(delay)
+        token = sampling_params.seed % 1000
+        seq = SimpleNamespace(stop_reason="stop", tokens=[token], logprobs=[-0.5])
+        return SimpleNamespace(sequences=[seq])
+
+
+def sampled_seeds(delays: list[float]) -> list[list[list[int]]]:
+    from tinker_cookbook.completers import TinkerTokenCompleter
+
+    policy = TinkerTokenCompleter(SeedEchoSampler(delays), max_tokens=4, seed=7)
+    groups, errors = asyncio.run(do_group_rollouts([Builder(), Builder()], policy))
+    assert not errors
+    return [
+        [[t.ac.tokens[0] for t in traj.transitions] for traj in g.trajectories_G] for g in groups
+    ]
+
+
+def test_episode_seeds_depend_on_position_not_on_which_coroutine_asks_first():
+    fast_first = sampled_seeds([0.0, 0.01, 0.002, 0.005])
+    slow_first = sampled_seeds([0.01, 0.0, 0.004, 0.0, 0.007])
+    assert fast_first == slow_first
+    seeds = [s for group in fast_first for episode in group for s in episode]
+    assert len(set(seeds)) == len(seeds) == 12  # every episode and turn its own stream

@@ -26,7 +26,7 @@ from tinker_cookbook.rl.types import (
     ActionExtra,
     Env,
     EnvGroupBuilder,
-    RLDataset,
+    GroupIndexedDataset,
     RLDatasetBuilder,
     StepResult,
 )
@@ -97,7 +97,7 @@ class PromptEnvGroupBuilder(EnvGroupBuilder):
         return [self.tag]
 
 
-class PromptDataset(RLDataset):
+class PromptDataset(GroupIndexedDataset):
     def __init__(
         self,
         prompts: list[tuple[list[Message], str | None]],
@@ -109,17 +109,12 @@ class PromptDataset(RLDataset):
         self.prompts, self.renderer, self.tag = prompts, renderer, tag
         self.groups_per_batch, self.group_size = groups_per_batch, group_size
 
-    def __len__(self) -> int:
-        return max(len(self.prompts) // self.groups_per_batch, 1)
+    def num_groups(self) -> int:
+        return len(self.prompts)
 
-    def get_batch(self, index: int) -> list[PromptEnvGroupBuilder]:
-        start = (index * self.groups_per_batch) % len(self.prompts)
-        chosen = [
-            self.prompts[(start + i) % len(self.prompts)] for i in range(self.groups_per_batch)
-        ]
-        return [
-            PromptEnvGroupBuilder(m, self.renderer, self.group_size, a, self.tag) for m, a in chosen
-        ]
+    def get_group(self, index: int) -> PromptEnvGroupBuilder:
+        messages, answer = self.prompts[index]
+        return PromptEnvGroupBuilder(messages, self.renderer, self.group_size, answer, self.tag)
 
 
 def deepmath_prompt(row: dict[str, Any], where: str) -> tuple[str, str | None]:

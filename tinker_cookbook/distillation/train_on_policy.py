@@ -16,19 +16,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import chz
 import numpy as np
 from tinker import types
 
 from tinker_cookbook.checkpoint_utils import get_renderer_name_from_checkpoint
+from tinker_cookbook.clients import SamplingClientLike, ServiceClientLike
 from tinker_cookbook.distillation.datasets import DistillationDatasetConfig, TeacherConfig
 from tinker_cookbook.local.models import get_tokenizer
-from tinker_cookbook.renderers import get_recommended_renderer_name, get_renderer
+from tinker_cookbook.model_info import renderer_name_of
+from tinker_cookbook.renderers import Message, Renderer, get_recommended_renderer_name, get_renderer
 from tinker_cookbook.rl.data_processing import DatumSource, datum_sequence, target_logprobs
 from tinker_cookbook.rl.train import BatchSource, RLTrainingConfig, run_rl, with_inputs
-from tinker_cookbook.rl.types import EnvGroupBuilder, Metrics, RLDataset
+from tinker_cookbook.rl.types import (
+    EnvGroupBuilder,
+    GroupIndexedDataset,
+    Metrics,
+    RLDataset,
+    batch_of_groups,
+)
 
 
 @chz.chz
@@ -39,6 +47,9 @@ class Config(RLTrainingConfig):
     dataset_configs: list[DistillationDatasetConfig]
     kl_penalty_coef: float = 1.0
     kl_discount_factor: float = 0.0
+
+    def dataset_renderer_names(self) -> list[str | None]:
+        return [renderer_name_of(c.dataset_builder) for c in self.dataset_configs]
 
 
 __all__ = ["Config", "DistillationDatasetConfig", "TeacherConfig", "kl_advantages", "main"]
@@ -65,30 +76,42 @@ def kl_advantages(
 
 
 class RebatchedDataset(RLDataset):
-    """Any RLDataset served `groups_per_batch` groups at a time (its own batch size aside)."""
+    """Any RLDataset served `groups_per_batch` groups at a time (its own batch size aside).
+    A `GroupIndexedDataset` builds just the groups asked for; any other dataset is asked for
+    each of its batches a step's groups come from once."""
 
     def __init__(self, dataset: RLDataset, groups_per_batch: int):
+        if groups_per_batch < 1:
+            raise ValueError(f"groups_per_batch={groups_per_batch} must be >= 1")
         self.dataset, self.groups_per_batch = dataset, groups_per_batch
-        self.native = len(dataset.get_batch(0))
-        if self.native == 0:
-            raise ValueError("the dataset's first batch is empty")
+        if isinstance(dataset, GroupIndexedDataset):
+            self.total = dataset.num_groups()
+        else:
+            self.native = len(dataset.get_batch(0))
+            if self.native == 0:
+                raise ValueError("the dataset's first batch is empty")
+            self.total = len(dataset) * self.native
+        if self.total == 0:
+            raise ValueError(f"{type(dataset).__name__} has no env groups")
 
     def __len__(self) -> int:
-        return max(len(self.dataset) * self.native // self.groups_per_batch, 1)
+        return max(self.total // self.groups_per_batch, 1)
 
     def get_batch(self, index: int) -> list[EnvGroupBuilder]:
-        total = len(self.dataset) * self.native
-        out = []
-        for j in range(index * self.groups_per_batch, (index + 1) * self.groups_per_batch):
-            j %= total
-            out.append(self.dataset.get_batch(j // self.native)[j % self.native])
-        return out
+        if isinstance(self.dataset, GroupIndexedDataset):
+            return batch_of_groups(self.dataset, index, self.groups_per_batch)
+        first = index * self.groups_per_batch
+        wanted = [(first + i) % self.total for i in range(self.groups_per_batch)]
+        batches = {j // self.native: self.dataset.get_batch(j // self.native) for j in wanted}
+        return [batches[j // self.native][j % self.native] for j in wanted]
 
 
 class TeacherScorer:
     """Scores one dataset's datums with its teacher and writes the KL into the advantages."""
 
-    def __init__(self, name: str, teacher: TeacherConfig, client, config: Config):
+    def __init__(
+        self, name: str, teacher: TeacherConfig, client: SamplingClientLike, config: Config
+    ):
         self.name, self.teacher, self.client, self.config = name, teacher, client, config
         self.own_prompt = bool(teacher.renderer_name or teacher.system_prompt)
         self.named_renderer = (
@@ -152,11 +175,12 @@ class TeacherScorer:
             raise TeacherError(
                 f"dataset {self.name!r}: a teacher prompt of its own needs single-turn episodes"
             )
-        messages = getattr(builder, "messages", None)
-        if messages is None:
+        if not isinstance(builder, ConversationGroupBuilder):
             raise TeacherError(
-                f"dataset {self.name!r}: its env groups expose no `messages` to re-render for the teacher"
+                f"dataset {self.name!r}: its env groups ({type(builder).__name__}) expose no "
+                "`messages` and `renderer` to re-render the prompt for the teacher"
             )
+        messages = builder.messages
         if self.teacher.system_prompt:
             messages = [{"role": "system", "content": self.teacher.system_prompt}] + [
                 m for m in messages if m["role"] != "system"
@@ -164,11 +188,7 @@ class TeacherScorer:
         completion = tokens[sampled[0] + 1 :]
         # Only a system prompt of its own: the student's chat format (e.g. a pre-filled empty
         # think block) is kept, so the completion continues the same kind of prompt.
-        renderer = self.named_renderer or getattr(builder, "renderer", None)
-        if renderer is None:
-            raise TeacherError(
-                f"dataset {self.name!r}: set teacher renderer_name (its env groups have no renderer)"
-            )
+        renderer = self.named_renderer or builder.renderer
         prompt = renderer.build_generation_prompt(messages).to_ints()
         lps = await self.client.compute_logprobs(types.ModelInput.from_ints(prompt + completion))
         out = np.zeros(len(mask), dtype=np.float32)
@@ -189,20 +209,36 @@ def check_same_tokenizer(student: str, teacher: str) -> None:
         )
 
 
+@runtime_checkable
+class ConversationGroupBuilder(Protocol):
+    """An env group built from one conversation prefix: what a teacher with a prompt of its
+    own needs to re-render the student's prompt its way."""
+
+    messages: list[Message]
+    renderer: Renderer
+
+
+@runtime_checkable
+class NamedDatasetBuilder(Protocol):
+    dataset_name: str
+
+
 def dataset_name(index: int, cfg: DistillationDatasetConfig) -> str:
-    return cfg.name or getattr(cfg.dataset_builder, "dataset_name", None) or f"dataset{index}"
+    builder = cfg.dataset_builder
+    named = builder.dataset_name if isinstance(builder, NamedDatasetBuilder) else None
+    return cfg.name or named or f"dataset{index}"
 
 
 def student_renderer_name(config: Config, cfg: DistillationDatasetConfig) -> str:
     return (
-        getattr(cfg.dataset_builder, "renderer_name", None)
+        renderer_name_of(cfg.dataset_builder)
         or config.renderer_name
         or get_recommended_renderer_name(config.model_name)
     )
 
 
 def with_checkpoint_renderer(
-    teacher: TeacherConfig, student_renderer: str, service: Any = None
+    teacher: TeacherConfig, student_renderer: str, service: ServiceClientLike | None = None
 ) -> TeacherConfig:
     """A teacher checkpoint trained with another renderer than the student's scores the
     student's replies in its own chat format (unless `renderer_name` was set); says which."""
@@ -239,16 +275,15 @@ async def main(config: Config) -> dict:
             )
         check_same_tokenizer(config.model_name, cfg.teacher_config.base_model)
 
-    async def make_sources(service: Any) -> list[BatchSource]:
-        teachers: dict[tuple[str, str | None], Any] = {}
+    async def make_sources(service: ServiceClientLike) -> list[BatchSource]:
+        teachers: dict[tuple[str, str | None], SamplingClientLike] = {}
         sources = []
         for i, cfg in enumerate(config.dataset_configs):
             teacher = with_checkpoint_renderer(
                 cfg.teacher_config, student_renderer_name(config, cfg), service
             )
             key = (teacher.base_model, teacher.load_checkpoint_path)
-            if hasattr(service, "require_model"):  # a remote server: is the teacher served?
-                service.require_model(teacher.base_model)
+            service.require_model(teacher.base_model)  # served? fails before any sampling
             if key not in teachers:
                 teachers[key] = await service.create_sampling_client(
                     base_model=teacher.base_model, model_path=teacher.load_checkpoint_path

@@ -6,8 +6,9 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Protocol, runtime_checkable
 
+from tinker_cookbook.clients import SamplingClientLike
 from tinker_cookbook.completers import StopCondition, TinkerTokenCompleter, TokenCompleter
 from tinker_cookbook.rl.types import (
     STOP_METRIC_PREFIX,
@@ -27,6 +28,18 @@ logger = logging.getLogger(__name__)
 
 Policy = TokenCompleter | Callable[[Observation, StopCondition], Awaitable[TokensWithLogprobs]]
 """A TokenCompleter, or any async function of (observation, stop) with the same result."""
+
+
+@runtime_checkable
+class PerEpisodePolicy(Protocol):
+    """A policy that hands each episode a copy of its own (e.g. seeded by the episode's
+    position), so what an episode samples does not depend on which coroutine asked first."""
+
+    def for_episode(self, *position: int) -> Policy: ...
+
+
+def episode_policy(policy: Policy, *position: int) -> Policy:
+    return policy.for_episode(*position) if isinstance(policy, PerEpisodePolicy) else policy
 
 
 class GroupRolloutError(RuntimeError):
@@ -69,12 +82,16 @@ async def do_single_rollout(policy: Policy, env: Env) -> Trajectory:
             return Trajectory(transitions, ob, stop_reason_of(step.metrics))
 
 
-async def do_group_rollout(env_group_builder: EnvGroupBuilder, policy: Policy) -> TrajectoryGroup:
-    """All episodes of one group, concurrently; the builder is cleaned up whatever happens."""
+async def do_group_rollout(
+    env_group_builder: EnvGroupBuilder, policy: Policy, group_index: int = 0
+) -> TrajectoryGroup:
+    """All episodes of one group, concurrently; the builder is cleaned up whatever happens.
+    Episode i of the group samples with `policy.for_episode(group_index, i)` when the policy
+    offers it."""
     builder = env_group_builder
     try:
         envs = await builder.make_envs()
-        trajectories = await _run_all(policy, envs)
+        trajectories = await _run_all(policy, envs, group_index)
         scored = await builder.compute_group_rewards(trajectories, envs)
     except Exception as exc:
         tags = ",".join(builder.logging_tags()) or type(builder).__name__
@@ -92,8 +109,11 @@ async def do_group_rollout(env_group_builder: EnvGroupBuilder, policy: Policy) -
     )
 
 
-async def _run_all(policy: Policy, envs: Sequence[Env]) -> list[Trajectory]:
-    tasks = [asyncio.create_task(do_single_rollout(policy, env)) for env in envs]
+async def _run_all(policy: Policy, envs: Sequence[Env], group_index: int) -> list[Trajectory]:
+    tasks = [
+        asyncio.create_task(do_single_rollout(episode_policy(policy, group_index, i), env))
+        for i, env in enumerate(envs)
+    ]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -109,7 +129,8 @@ async def do_group_rollouts(
     """Every group at once. A failed group comes back as None with its error message, so one
     broken environment costs its group, not the run."""
     results = await asyncio.gather(
-        *[do_group_rollout(b, policy) for b in builders], return_exceptions=True
+        *[do_group_rollout(b, policy, i) for i, b in enumerate(builders)],
+        return_exceptions=True,
     )
     errors: list[str] = []
     groups: list[TrajectoryGroup | None] = []
@@ -126,7 +147,7 @@ async def do_group_rollouts(
 
 
 async def do_group_rollout_and_filter_constant_reward(
-    sampling_client: Any,
+    sampling_client: SamplingClientLike,
     env_group_builder: EnvGroupBuilder,
     max_tokens: int,
     temperature: float,

@@ -13,16 +13,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import chz
 import numpy as np
 from tinker import types
 
 from tinker_cookbook import model_info
-from tinker_cookbook.cli_utils import LogdirBehavior
+from tinker_cookbook.clients import SamplingClientLike, ServiceClientLike, TrainingClientLike
 from tinker_cookbook.completers import TinkerTokenCompleter
 from tinker_cookbook.eval.evaluators import Evaluator, EvaluatorBuilder
+from tinker_cookbook.model_info import renderer_name_of
 from tinker_cookbook.plot import write_run_plots
 from tinker_cookbook.rl.data_processing import DatumSource, groups_to_data, target_logprobs
 from tinker_cookbook.rl.evaluation import RLTestSetEvaluator
@@ -35,13 +36,18 @@ from tinker_cookbook.rl.types import (
     RLDatasetBuilder,
     TrajectoryGroup,
 )
-from tinker_cookbook.run_setup import is_finished, start_run, training_client_future
-from tinker_cookbook.utils.checkpoints import (
-    save_checkpoint_async,
+from tinker_cookbook.run_setup import (
+    RunConfig,
+    decide_start,
+    finished_before_loading,
+    start_run,
+    training_client_future,
 )
+from tinker_cookbook.utils.checkpoints import save_checkpoint_async
 from tinker_cookbook.utils.lr_schedule import lr_multiplier
 from tinker_cookbook.utils.ml_log import MetricsLogger
 from tinker_cookbook.utils.progress import step_progress
+from tinker_cookbook.utils.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +56,11 @@ RLLossFn = Literal["importance_sampling", "ppo", "cispo", "dro"]
 
 
 @chz.chz
-class RLTrainingConfig:
-    """What every on-policy loop shares (plain RL and distillation)."""
+class RLTrainingConfig(RunConfig):
+    """What every on-policy loop shares (plain RL and distillation), on top of the run's
+    settings."""
 
-    log_path: str
-    model_name: str
     recipe_name: str | None = None  # sent with the run's metadata (hosted Tinker lists it)
-    # The chat format, recorded with every checkpoint (default: the dataset builders').
-    renderer_name: str | None = None
-    learning_rate: float = 1e-4
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    lr_warmup_steps: int = 0
-    lora_rank: int = 32
-    seed: int = 0
     max_tokens: int = 512
     temperature: float = 1.0
     loss_fn: RLLossFn = "importance_sampling"
@@ -71,31 +69,35 @@ class RLTrainingConfig:
     # After each step, the KL between the policy that sampled the batch and the updated one
     # on the batch's tokens (`kl_pre_post_v1/v2`; one extra scoring pass).
     compute_post_kl: bool = False
-    max_steps: int | None = None
     max_steps_off_policy: int = 0  # 0: synchronous; 1: next rollouts overlap this step's training
-    eval_every: int = 20  # 0: only at the end
-    save_every: int = 20
-    load_checkpoint_path: str | None = None
-    load_optimizer_state: bool = False  # with load_checkpoint_path: continue its AdamW moments
-    behavior_if_log_dir_exists: LogdirBehavior = "resume"
-    wandb_project: str | None = None
-    wandb_name: str | None = None
-    backend: str = "auto"
-    base_url: str | None = None
     evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
     # Score sampled tokens with a training forward pass too (`student_logprobs`), instead of
     # trusting the sampler's logprobs for KL estimates; logs their disagreement.
     recompute_student_logprobs: bool = False
+
+    def dataset_renderer_names(self) -> list[str | None]:
+        """The renderers the run's dataset builders use (they must agree with renderer_name)."""
+        return []
 
 
 @chz.chz
 class Config(RLTrainingConfig):
     dataset_builder: RLDatasetBuilder
 
+    def dataset_renderer_names(self) -> list[str | None]:
+        return [renderer_name_of(self.dataset_builder)]
 
-PostProcess = Callable[
-    [list[types.Datum], list[DatumSource]], Awaitable[tuple[list[types.Datum], Metrics]]
-]
+
+class PostProcess(Protocol):
+    """What happens to one source's Datums before training (e.g. a teacher's KL written into
+    their advantages); `builders` are the step's env groups, indexed by `DatumSource`."""
+
+    def __call__(
+        self,
+        datums: list[types.Datum],
+        origins: list[DatumSource],
+        builders: Sequence[EnvGroupBuilder],
+    ) -> Awaitable[tuple[list[types.Datum], Metrics]]: ...
 
 
 @dataclass
@@ -125,7 +127,7 @@ def total_steps_of(config: RLTrainingConfig, sources: Sequence[BatchSource]) -> 
 
 async def run_rl(
     config: RLTrainingConfig,
-    make_sources: Callable[[Any], Awaitable[list[BatchSource]]],
+    make_sources: Callable[[ServiceClientLike], Awaitable[list[BatchSource]]],
     finalize_metrics: Callable[[Metrics], Metrics] | None = None,
 ) -> dict:
     """The loop itself; `make_sources(service)` builds the datasets (and, e.g., teachers);
@@ -137,7 +139,8 @@ async def run_rl(
     if config.num_substeps < 1:
         raise ValueError(f"num_substeps={config.num_substeps} must be >= 1")
     service, last = start_run(config)
-    if is_finished(last):
+    if finished_before_loading(last, config.max_steps):
+        decide_start(last, config.max_steps or 0, config.log_path)  # says so
         return last
     renderer = run_renderer_name(config)
     record = {"renderer_name": renderer} if renderer else {}
@@ -147,10 +150,12 @@ async def run_rl(
         for s in sources
         if s.test_dataset is not None
     ]
-    total = total_steps_of(config, sources)
-    start = last["step"] if last else 0
+    begin = decide_start(last, total_steps_of(config, sources), config.log_path)
+    if begin.kind == "finished":
+        return last
+    start, total = begin.step, begin.total
     metadata = {"renderer_name": renderer, "recipe_name": config.recipe_name}
-    client = await training_client_future(config, service, last, metadata)
+    client = await training_client_future(config, service, begin.checkpoint, metadata)
     ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start)
     bar = step_progress(total, start, desc="rl")
     pending: asyncio.Task | None = None
@@ -198,23 +203,22 @@ async def run_rl(
 def run_renderer_name(config: RLTrainingConfig) -> str:
     """The renderer the run trains with, recorded with its checkpoints: `renderer_name` and the
     dataset builders' (which must agree), else the model's recommended one."""
-    builders = [getattr(config, "dataset_builder", None)]
-    builders += [c.dataset_builder for c in getattr(config, "dataset_configs", [])]
-    named = [getattr(b, "renderer_name", None) for b in builders if b is not None]
-    return model_info.run_renderer_name(config.model_name, config.renderer_name, named)
+    return model_info.run_renderer_name(
+        config.model_name, config.renderer_name, config.dataset_renderer_names()
+    )
 
 
-async def run_evaluators(evaluators: list[Evaluator], sampler) -> Metrics:
+async def run_evaluators(evaluators: list[Evaluator], sampler: SamplingClientLike) -> Metrics:
     results = await asyncio.gather(*[e(sampler) for e in evaluators])
     return {k: v for r in results for k, v in r.items()}
 
 
 async def _rollouts(
-    config: RLTrainingConfig, sources: list[BatchSource], sampler, step: int
+    config: RLTrainingConfig, sources: list[BatchSource], sampler: SamplingClientLike, step: int
 ) -> Rollouts:
     start = time.perf_counter()
     policy = TinkerTokenCompleter(
-        sampler, config.max_tokens, config.temperature, seed=config.seed * 100_003 + step
+        sampler, config.max_tokens, config.temperature, seed=derive_seed(config.seed, "step", step)
     )
     batches: list[Sequence[EnvGroupBuilder]] = [
         s.dataset.get_batch(step % len(s.dataset)) for s in sources
@@ -262,7 +266,12 @@ def drop_ungraded_groups(
 
 
 async def _train_on(
-    config: RLTrainingConfig, client, sources, rollouts: Rollouts, step: int, total: int
+    config: RLTrainingConfig,
+    client: TrainingClientLike,
+    sources: list[BatchSource],
+    rollouts: Rollouts,
+    step: int,
+    total: int,
 ) -> tuple[Metrics, list[types.Datum]]:
     """Rollouts -> Datums (post-processed per source) -> one training step; returns its
     metrics and the Datums it trained on."""
@@ -318,7 +327,7 @@ def split_evenly[T](items: list[T], parts: int) -> list[list[T]]:
 
 
 async def train_step(
-    client: Any,
+    client: TrainingClientLike,
     data: list[types.Datum],
     learning_rate: float,
     num_substeps: int,
@@ -370,7 +379,7 @@ def kl_sample_train(data: list[types.Datum], train_logprobs: list[np.ndarray | N
     }
 
 
-async def compute_post_kl(data: list[types.Datum], sampler: Any) -> Metrics:
+async def compute_post_kl(data: list[types.Datum], sampler: SamplingClientLike) -> Metrics:
     """KL on the batch's sampled tokens between the policy that sampled them and `sampler`
     (the weights after the step): v1 = mean(logp_before - logp_after), v2 = half the mean
     square. How far one step moved the policy."""
@@ -388,7 +397,7 @@ def masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
 
 
 async def recompute_student_logprobs(
-    client, datums: list[types.Datum]
+    client: TrainingClientLike, datums: list[types.Datum]
 ) -> tuple[list[types.Datum], float]:
     """Attach the trainer's own logprobs of the sampled tokens as `student_logprobs`; returns
     the mean absolute difference from the sampler's on sampled tokens."""
@@ -435,7 +444,7 @@ def loss_inputs_only(
 
 
 async def main(config: Config) -> dict:
-    async def sources(service) -> list[BatchSource]:
+    async def sources(service: ServiceClientLike) -> list[BatchSource]:
         train, test = await config.dataset_builder()
         return [BatchSource("train", train, test_dataset=test)]
 

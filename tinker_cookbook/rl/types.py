@@ -180,6 +180,39 @@ class RLDataset(ABC):
     def __len__(self) -> int: ...
 
 
+class GroupIndexedDataset(RLDataset):
+    """An RLDataset whose env groups are addressable one by one. Batching happens in one place
+    (`get_batch` here, or `batch_of_groups` for another batch size) and builds only the groups
+    of the batch asked for: a step of 512 groups builds 512 group objects, whatever the
+    dataset's size."""
+
+    groups_per_batch: int
+
+    @abstractmethod
+    def num_groups(self) -> int: ...
+
+    @abstractmethod
+    def get_group(self, index: int) -> EnvGroupBuilder:
+        """Group `index` (0 <= index < num_groups())."""
+
+    def __len__(self) -> int:
+        return max(self.num_groups() // self.groups_per_batch, 1)
+
+    def get_batch(self, index: int) -> list[EnvGroupBuilder]:
+        return batch_of_groups(self, index, self.groups_per_batch)
+
+
+def batch_of_groups(
+    dataset: GroupIndexedDataset, index: int, groups_per_batch: int
+) -> list[EnvGroupBuilder]:
+    """Batch `index` of `groups_per_batch` consecutive groups, wrapping around the end."""
+    total = dataset.num_groups()
+    if total == 0:
+        raise ValueError(f"{type(dataset).__name__} has no env groups")
+    first = index * groups_per_batch
+    return [dataset.get_group((first + i) % total) for i in range(groups_per_batch)]
+
+
 @chz.chz
 class RLDatasetBuilder:
     """Returns (train, optional test) datasets; subclass it (with `@chz.chz`) for a domain."""

@@ -6,44 +6,42 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
+from typing import Protocol, runtime_checkable
 
 import chz
 from tinker import types
 
 from tinker_cookbook import model_info
-from tinker_cookbook.cli_utils import LogdirBehavior
+from tinker_cookbook.clients import TrainingClientLike
 from tinker_cookbook.eval.evaluators import EvaluatorBuilder
+from tinker_cookbook.model_info import renderer_name_of
 from tinker_cookbook.plot import write_run_plots
-from tinker_cookbook.run_setup import is_finished, start_run, training_client_future
+from tinker_cookbook.run_setup import (
+    RunConfig,
+    decide_start,
+    finished_before_loading,
+    start_run,
+    training_client_future,
+)
+from tinker_cookbook.supervised.data import DataStats
 from tinker_cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
 from tinker_cookbook.utils.checkpoints import save_checkpoint_async
-from tinker_cookbook.utils.lr_schedule import lr_multiplier
+from tinker_cookbook.utils.lr_schedule import LRSchedule, lr_multiplier
 from tinker_cookbook.utils.ml_log import MetricsLogger
 from tinker_cookbook.utils.progress import step_progress
 
 logger = logging.getLogger(__name__)
 
-LRSchedule = Literal["constant", "linear", "cosine"]
-
 
 @chz.chz
-class Config:
-    log_path: str
-    model_name: str
+class Config(RunConfig):
+    """The run's settings (log_path, model_name, learning_rate, lr_schedule, lora_rank, seed,
+    max_steps, eval_every, save_every, backend, ...) plus what supervised training adds."""
+
     dataset_builder: SupervisedDatasetBuilder
     recipe_name: str | None = None  # sent with the run's metadata (hosted Tinker lists it)
-    # The chat format, recorded with every checkpoint (default: the dataset builder's).
-    renderer_name: str | None = None
-    load_checkpoint_path: str | None = None  # start from these weights
-    load_optimizer_state: bool = False  # ...and that checkpoint's AdamW moments (a `state` save)
-    learning_rate: float = 1e-4
     lr_schedule: LRSchedule = "linear"
-    lr_warmup_steps: int = 0
     num_epochs: int = 1
-    max_steps: int | None = None
-    lora_rank: int = 32
-    seed: int = 0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     adam_eps: float = 1e-8
@@ -54,21 +52,22 @@ class Config:
     infrequent_evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
     eval_every: int = 10  # held-out NLL and evaluators every N steps (0: only at the end)
     infrequent_eval_every: int = 100
-    save_every: int = 20  # resumable checkpoint every N steps (0: only the final one)
-    behavior_if_log_dir_exists: LogdirBehavior = "resume"
-    wandb_project: str | None = None
-    wandb_name: str | None = None
-    backend: str = "auto"
-    base_url: str | None = None
+
+
+@runtime_checkable
+class CountsRows(Protocol):
+    """A dataset that counts the rows it skipped and the sequences it truncated."""
+
+    stats: DataStats
 
 
 def run_renderer_name(config: Config) -> str:
     """The renderer this run trains with: the config's and the chat builder's, which must agree."""
-    built = getattr(config.dataset_builder, "renderer_name", None)
+    built = renderer_name_of(config.dataset_builder)
     return model_info.run_renderer_name(config.model_name, config.renderer_name, [built])
 
 
-async def compute_nll(training_client: Any, dataset: SupervisedDataset) -> float:
+async def compute_nll(training_client: TrainingClientLike, dataset: SupervisedDataset) -> float:
     """Mean NLL per unit of weight over a whole dataset (no gradient): per trained token with
     0/1 weights, the mean of per-example means with per-example normalised ones."""
     futures = []
@@ -87,16 +86,17 @@ async def main(config: Config) -> dict:
     """Train; returns the final checkpoint record (with `state_path` and `sampler_path`)."""
     renderer_name = run_renderer_name(config)
     service, last = start_run(config)
-    if is_finished(last):
+    if finished_before_loading(last, config.max_steps):
+        decide_start(last, config.max_steps or 0, config.log_path)  # says so
         return last
     train_data, test_data = config.dataset_builder()
     per_epoch = len(train_data)
-    total = per_epoch * config.num_epochs
-    if config.max_steps is not None:
-        total = min(total, config.max_steps) if config.num_epochs > 1 else config.max_steps
-    start = last["step"] if last else 0
+    begin = decide_start(last, total_steps(config, per_epoch), config.log_path)
+    if begin.kind == "finished":
+        return last
+    start, total = begin.step, begin.total
     metadata = {"renderer_name": renderer_name, "recipe_name": config.recipe_name}
-    client = await training_client_future(config, service, last, metadata)
+    client = await training_client_future(config, service, begin.checkpoint, metadata)
     evals = Evals(config)
     record = {"renderer_name": renderer_name} if renderer_name else {}
     ml = MetricsLogger(config.log_path, config, config.wandb_project, config.wandb_name, start)
@@ -128,6 +128,15 @@ async def main(config: Config) -> dict:
     return final
 
 
+def total_steps(config: Config, per_epoch: int) -> int:
+    """`num_epochs` epochs of `per_epoch` steps, cut to `max_steps` when it is set (with one
+    epoch, `max_steps` alone decides: the data cycles)."""
+    total = per_epoch * config.num_epochs
+    if config.max_steps is None:
+        return total
+    return min(total, config.max_steps) if config.num_epochs > 1 else config.max_steps
+
+
 class Evals:
     """Held-out NLL and sampling evaluators on their schedules; at the end, whatever did not
     run on the last step."""
@@ -138,7 +147,13 @@ class Evals:
         self.infrequent_every = config.infrequent_eval_every
         self.infrequent = [b() for b in config.infrequent_evaluator_builders]
 
-    async def run(self, client: Any, test_data: SupervisedDataset | None, done: int, final: bool):
+    async def run(
+        self,
+        client: TrainingClientLike,
+        test_data: SupervisedDataset | None,
+        done: int,
+        final: bool,
+    ):
         def due(every: int) -> bool:
             on_schedule = bool(every) and done % every == 0
             return not on_schedule if final else on_schedule
@@ -161,7 +176,12 @@ def _weight_sum(datum: types.Datum) -> float:
 
 
 async def _train_step(
-    config: Config, client: Any, data: SupervisedDataset, step: int, per_epoch: int, total: int
+    config: Config,
+    client: TrainingClientLike,
+    data: SupervisedDataset,
+    step: int,
+    per_epoch: int,
+    total: int,
 ) -> dict:
     start = time.perf_counter()
     batch = data.get_batch(step % per_epoch)
@@ -183,7 +203,7 @@ async def _train_step(
     fb = client.forward_backward(batch, "cross_entropy")
     optim = client.optim_step(adam)
     result, optim_result = await fb, await optim
-    stats = getattr(data, "stats", None)
+    stats = data.stats if isinstance(data, CountsRows) else None
     metrics = {
         "train_mean_nll": result.metrics["loss:sum"] / max(sum(map(_weight_sum, batch)), 1e-9),
         "learning_rate": lr,

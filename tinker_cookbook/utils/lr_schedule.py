@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
-LR_SCHEDULES = ("constant", "linear", "cosine")
+LRSchedule = Literal["constant", "linear", "cosine"]
+LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
 
 
-def lr_multiplier(schedule: str, step: int, total_steps: int, warmup_steps: int = 0) -> float:
+def lr_multiplier(
+    schedule: LRSchedule, step: int, total_steps: int, warmup_steps: int = 0
+) -> float:
     """`linear` and `cosine` decay from 1 at step 0 to 0 at `total_steps`. With `warmup_steps`,
     the first steps ramp up linearly (step 0 at 1/warmup): a run that starts from a checkpoint
     with a fresh optimizer otherwise takes a full-size sign step (Adam's first update) on every

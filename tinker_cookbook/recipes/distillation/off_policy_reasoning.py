@@ -19,14 +19,15 @@ import chz
 
 from tinker_cookbook.recipes.common import (
     RunArgs,
-    config_from_cli,
     default_log_path,
+    loop_run_fields,
     resolve_renderer,
 )
 from tinker_cookbook.renderers import TrainOnWhat
 from tinker_cookbook.supervised import train
 from tinker_cookbook.supervised.data import FromConversationFileBuilder, HFChatDatasetBuilder
 from tinker_cookbook.supervised.types import ChatDatasetBuilder, ChatDatasetBuilderCommonConfig
+from tinker_cookbook.utils.lr_schedule import LRSchedule
 
 OPENTHOUGHTS3 = "open-thoughts/OpenThoughts3-1.2M"
 OPENTHOUGHTS3_ROWS = 1_200_000
@@ -37,7 +38,6 @@ class CLIConfig(RunArgs):
     model_name: str = "Qwen/Qwen3-8B-Base"
     dataset: str = OPENTHOUGHTS3
     dataset_path: str | None = None  # a local .jsonl/.json/.parquet file of the same schema
-    renderer_name: str | None = None
     max_length: int = 16384
     batch_size: int = 128
     # Rows held in the streaming shuffle buffer (the cookbook uses 128 * 3000; each row is a
@@ -47,8 +47,7 @@ class CLIConfig(RunArgs):
     test_size: int = 0  # held-out conversations for the NLL evaluation
     skip_bad_rows: bool = False
     learning_rate: float = 1e-3
-    lr_schedule: train.LRSchedule = "linear"
-    lr_warmup_steps: int = 0
+    lr_schedule: LRSchedule = "linear"
     num_epochs: int = 1
     lora_rank: int = 128
     eval_every: int = 50
@@ -93,13 +92,11 @@ def build_config(cli: CLIConfig) -> train.Config:
         bs=cli.batch_size,
         r=cli.lora_rank,
     )
-    return config_from_cli(
-        train.Config,
-        cli,
-        log_path=log_path,
-        renderer_name=renderer_name,
+    return train.Config(
+        **loop_run_fields(cli, log_path, renderer_name),
         recipe_name="recipe_distillation_off_policy_reasoning",
         dataset_builder=dataset_builder(cli, renderer_name),
+        num_epochs=cli.num_epochs,
     )
 
 

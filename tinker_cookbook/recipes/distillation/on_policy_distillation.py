@@ -28,33 +28,23 @@ from tinker_cookbook.distillation.datasets import (
 )
 from tinker_cookbook.eval.evaluators import EvaluatorBuilder, MathEvalBuilder
 from tinker_cookbook.recipes.common import (
-    RunArgs,
-    config_from_cli,
+    RLUpdateArgs,
     default_log_path,
+    loop_run_fields,
     resolve_renderer,
+    rl_update_fields,
 )
-from tinker_cookbook.rl.train import RLLossFn
 
 
 @chz.chz
-class DistillArgs(RunArgs):
+class DistillArgs(RLUpdateArgs):
     """What every single-turn on-policy distillation recipe takes."""
 
     model_name: str = "Qwen/Qwen3-8B-Base"
-    renderer_name: str | None = None
     group_size: int = 4  # samples per prompt
-    learning_rate: float = 1e-4
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    lr_warmup_steps: int = 0
     lora_rank: int = 128
-    max_tokens: int = 4096
-    temperature: float = 1.0
     kl_penalty_coef: float = 1.0
     kl_discount_factor: float = 0.0
-    num_substeps: int = 1  # optimizer steps per batch
-    loss_fn: RLLossFn = "importance_sampling"
-    loss_fn_config: dict[str, float] | None = None  # e.g. loss_fn_config.beta=0.05 for dro
-    compute_post_kl: bool = False  # log kl_pre_post_v1/v2: how far each step moved the policy
     max_prompt_tokens: int = 1024  # longer questions are cut to this many tokens
     recompute_student_logprobs: bool = False
     max_steps_off_policy: int = 0
@@ -63,8 +53,6 @@ class DistillArgs(RunArgs):
     eval_size: int | None = None
     eval_dataset_path: str | None = None
     eval_samples: int = 4
-    eval_every: int = 20
-    save_every: int = 20
 
 
 @chz.chz
@@ -128,15 +116,17 @@ def distill_config(
     evaluators: list[EvaluatorBuilder],
     recipe_name: str,
 ) -> train_on_policy.Config:
-    """The loop's Config: every setting the command shares with it, plus these."""
-    return config_from_cli(
-        train_on_policy.Config,
-        cli,
-        log_path=log_path,
-        renderer_name=renderer_name,
+    """The loop's Config: the command's run settings and its update settings, plus these."""
+    return train_on_policy.Config(
+        **loop_run_fields(cli, log_path, renderer_name),
+        **rl_update_fields(cli),
         recipe_name=recipe_name,
         dataset_configs=datasets,
         evaluator_builders=evaluators,
+        kl_penalty_coef=cli.kl_penalty_coef,
+        kl_discount_factor=cli.kl_discount_factor,
+        recompute_student_logprobs=cli.recompute_student_logprobs,
+        max_steps_off_policy=cli.max_steps_off_policy,
     )
 
 

@@ -18,11 +18,15 @@ import chz
 
 from tinker_cookbook.distillation import train_on_policy
 from tinker_cookbook.distillation.datasets import DistillationDatasetConfig, TeacherConfig
-from tinker_cookbook.recipes.common import config_from_cli, default_log_path, resolve_renderer
+from tinker_cookbook.recipes.common import (
+    default_log_path,
+    loop_run_fields,
+    resolve_renderer,
+    rl_update_fields,
+)
 from tinker_cookbook.recipes.distillation.harbor_multiturn import HarborDistillationDatasetBuilder
 from tinker_cookbook.recipes.harbor_rl import train as harbor_train
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborTask
-from tinker_cookbook.rl.train import RLLossFn
 
 
 @chz.chz
@@ -33,10 +37,6 @@ class CLIConfig(harbor_train.HarborArgs):
     lora_rank: int = 8
     kl_penalty_coef: float = 1.0
     kl_discount_factor: float = 0.0
-    num_substeps: int = 1  # optimizer steps per batch
-    loss_fn: RLLossFn = "importance_sampling"
-    loss_fn_config: dict[str, float] | None = None
-    compute_post_kl: bool = False
     test_size: int = 0  # tasks held out, graded by their own tests every eval_every steps
     eval_every: int = 20
 
@@ -59,13 +59,13 @@ def build_config(cli: CLIConfig, tasks: list[HarborTask] | None = None) -> train
         groups_per_batch=cli.groups_per_batch,
         name="harbor",
     )
-    return config_from_cli(
-        train_on_policy.Config,
-        cli,
-        log_path=log_path,
-        renderer_name=renderer,
+    return train_on_policy.Config(
+        **loop_run_fields(cli, log_path, renderer),
+        **rl_update_fields(cli),
         recipe_name="recipe_distillation_on_policy_harbor_multi_turn",
         dataset_configs=[dataset],
+        kl_penalty_coef=cli.kl_penalty_coef,
+        kl_discount_factor=cli.kl_discount_factor,
     )
 
 

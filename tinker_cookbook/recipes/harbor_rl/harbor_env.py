@@ -32,7 +32,12 @@ from tinker_cookbook.recipes.harbor_rl.harbor_tools import (
     HarborReward,
 )
 from tinker_cookbook.renderers import Message, Renderer, get_renderer
-from tinker_cookbook.rl.types import Env, EnvGroupBuilder, RLDataset, RLDatasetBuilder
+from tinker_cookbook.rl.types import (
+    Env,
+    EnvGroupBuilder,
+    GroupIndexedDataset,
+    RLDatasetBuilder,
+)
 from tinker_cookbook.tokenizer_utils import get_tokenizer
 from tinker_cookbook.tool_use import RewardFn, Tool, build_agent_tool_env, tool_declaration
 
@@ -152,20 +157,18 @@ class HarborEnvGroupBuilder(EnvGroupBuilder):
         return ["harbor"]
 
 
-class HarborDataset(RLDataset):
+class HarborDataset(GroupIndexedDataset):
+    """One env group per task."""
+
     def __init__(self, tasks: list[HarborTask], batch_size: int,
                  make_builder: Callable[[HarborTask], HarborEnvGroupBuilder]):  # fmt: skip
-        self.tasks, self.batch_size, self.make_builder = tasks, batch_size, make_builder
+        self.tasks, self.groups_per_batch, self.make_builder = tasks, batch_size, make_builder
 
-    def __len__(self) -> int:
-        return max(len(self.tasks) // self.batch_size, 1)
+    def num_groups(self) -> int:
+        return len(self.tasks)
 
-    def get_batch(self, index: int) -> list[HarborEnvGroupBuilder]:
-        start = index * self.batch_size
-        return [
-            self.make_builder(self.tasks[(start + i) % len(self.tasks)])
-            for i in range(self.batch_size)
-        ]
+    def get_group(self, index: int) -> HarborEnvGroupBuilder:
+        return self.make_builder(self.tasks[index])
 
 
 @chz.chz

@@ -15,18 +15,19 @@ import asyncio
 import chz
 
 from tinker_cookbook.recipes.common import (
-    RunArgs,
-    config_from_cli,
+    RLUpdateArgs,
     default_log_path,
+    fields_from_cli,
+    loop_run_fields,
     resolve_renderer,
+    rl_update_fields,
 )
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder
 from tinker_cookbook.rl import train
-from tinker_cookbook.rl.train import RLLossFn
 
 
 @chz.chz
-class HarborArgs(RunArgs):
+class HarborArgs(RLUpdateArgs):
     """What every Harbor recipe takes: the tasks, where episodes run, the agent's budget."""
 
     model_name: str = "Qwen/Qwen3-8B"
@@ -39,7 +40,6 @@ class HarborArgs(RunArgs):
     environment_kwargs: dict[str, str] = chz.field(default_factory=dict)
     max_concurrent_environments: int = 16
     enable_file_tools: bool = False
-    renderer_name: str | None = None
     group_size: int = 4
     groups_per_batch: int = 8
     max_turns: int = 10
@@ -51,8 +51,6 @@ class HarborArgs(RunArgs):
     sandbox_timeout: int = 3600
     command_timeout: float = 120.0
     learning_rate: float = 1e-5
-    lora_rank: int = 32
-    temperature: float = 1.0
     save_every: int = 10
     # The episodes' system message (default: the Harbor agent prompt) and, when set, a short
     # description of the bash tool in place of its JSON schema (see HarborDatasetBuilder).
@@ -68,17 +66,13 @@ class CLIConfig(HarborArgs):
     test_size: int = 0  # tasks held out, rolled out and graded every eval_every steps
     eval_every: int = 5
     context_overflow_reward: float = -0.1  # a reply cut off, or no room left for the next
-    num_substeps: int = 1  # optimizer steps per batch
-    loss_fn: RLLossFn = "importance_sampling"
-    loss_fn_config: dict[str, float] | None = None
-    compute_post_kl: bool = False
 
 
 def harbor_builder(
     cli: HarborArgs, builder_class: type[HarborDatasetBuilder] = HarborDatasetBuilder
 ) -> HarborDatasetBuilder:
     room = cli.max_generation_tokens if cli.max_generation_tokens is not None else cli.max_tokens
-    return config_from_cli(
+    return fields_from_cli(
         builder_class, cli, batch_size=cli.groups_per_batch, max_generation_tokens=room
     )
 
@@ -92,8 +86,11 @@ def build_config(cli: CLIConfig) -> train.Config:
         gpb=cli.groups_per_batch,
     ).replace("/distillation/", "/")
     cli = chz.replace(cli, renderer_name=resolve_renderer(cli))  # said on the console
-    return config_from_cli(
-        train.Config, cli, log_path=log_path, dataset_builder=harbor_builder(cli)
+    return train.Config(
+        **loop_run_fields(cli, log_path, cli.renderer_name),
+        **rl_update_fields(cli),
+        recipe_name="recipe_harbor_rl",
+        dataset_builder=harbor_builder(cli),
     )
 
 
