@@ -26,7 +26,8 @@ def model_name_from_argv(argv: list[str], default: str) -> str:
 
 def check_log_dir(log_dir: str, behavior_if_exists: LogdirBehavior) -> None:
     """Call before training into `log_dir`. When it already holds files:
-    `resume` keeps them (the training loop continues from the last checkpoint), `delete` removes
+    `resume` keeps them (the training loop continues from the last checkpoint, also past a
+    finished run's end when more steps are asked for, and says what it decided), `delete` removes
     them (a fresh run), `raise` refuses, `ask` asks on the terminal (refuses without one).
     Says on the console what it did."""
     if behavior_if_exists not in LOGDIR_BEHAVIORS:
@@ -54,7 +55,7 @@ def _resume_summary(path: Path) -> str:
     if last is None:
         return "an earlier run without a checkpoint; starting from step 0, keeping its logs"
     if last.get("name") == "final":
-        return "this run already finished; nothing to train (delete to run it again)"
+        return f"found the earlier run, finished at step {last.get('step')}"
     step = last.get("step", last.get("batch"))
     return f"resuming the earlier run from its checkpoint {last.get('name')!r} at step {step}"
 

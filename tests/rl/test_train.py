@@ -84,3 +84,24 @@ def test_ungraded_groups_are_dropped_and_a_mostly_ungraded_step_stops(capsys):
         train.GradingFailure, match=r"2 of 3 groups .*tasks: x, y.*first error: task 'x': timed out"
     ):
         train.drop_ungraded_groups(builders, ["a", "b", "c"], [], step=0)
+
+
+def test_rerun_with_more_steps_continues_and_says_so(tmp_path, capsys):
+    def run(max_steps: int) -> dict:
+        config = train.Config(
+            log_path=str(tmp_path), model_name="tiny-qwen3-1m", dataset_builder=SayABuilder(),
+            lora_rank=8, max_tokens=4, max_steps=max_steps, eval_every=0, save_every=0,
+        )  # fmt: skip
+        return asyncio.run(train.main(config))
+
+    first = run(2)
+    capsys.readouterr()
+    more = run(3)
+    assert "finished at step 2; continuing from its final checkpoint to step 3" in (
+        capsys.readouterr().out
+    )
+    assert more["step"] == 3 and more["state_path"] != first["state_path"]
+    steps = [r["step"] for r in read_metrics(tmp_path) if "env/all/reward/total" in r]
+    assert steps == [0, 1, 2]
+    assert run(3) == more
+    assert "already finished at step 3" in capsys.readouterr().out

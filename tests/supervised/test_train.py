@@ -147,3 +147,21 @@ def test_load_optimizer_state_continues_the_moments(tmp_path):
             f"load_checkpoint_path={first['sampler_path']}",
             "load_optimizer_state=True",
         )
+
+
+def test_rerun_with_more_steps_continues_from_the_final_checkpoint(tmp_path, capsys):
+    first = run_recipe(tmp_path, "max_steps=3", "save_every=0", "eval_every=0")
+    capsys.readouterr()
+    more = run_recipe(tmp_path, "max_steps=5", "save_every=0", "eval_every=0")
+    out = capsys.readouterr().out
+    assert "finished at step 3; continuing from its final checkpoint to step 5" in out
+    assert more["step"] == 5 and more["state_path"] != first["state_path"]
+    steps = [r["step"] for r in read_metrics(tmp_path) if "train_mean_nll" in r]
+    assert steps == [0, 1, 2, 3, 4]  # the new steps only, none redone
+    changed = load_file(str(Path(more["state_path"]) / "adapter_model.safetensors"))
+    before = load_file(str(Path(first["state_path"]) / "adapter_model.safetensors"))
+    assert any(not torch.equal(changed[k], before[k]) for k in before)
+    # The same command again, and one asking for fewer steps: nothing to do, and it says so.
+    for max_steps in (5, 4):
+        assert run_recipe(tmp_path, f"max_steps={max_steps}", "save_every=0") == more
+        assert "already finished at step 5" in capsys.readouterr().out
