@@ -11,10 +11,12 @@ from typing import Literal, get_args, get_origin
 import chz
 import pytest
 
-from tinker_cookbook.recipes.distillation import off_policy_reasoning
-from tinker_cookbook.recipes.distillation import on_policy_distillation
-from tinker_cookbook.recipes.distillation import on_policy_distillation_harbor_multi_turn
-from tinker_cookbook.recipes.distillation import on_policy_multi_teacher
+from tinker_cookbook.recipes.distillation import (
+    off_policy_reasoning,
+    on_policy_distillation,
+    on_policy_distillation_harbor_multi_turn,
+    on_policy_multi_teacher,
+)
 from tinker_cookbook.recipes.harbor_rl import train as harbor_rl_train
 
 RECIPES = {
