@@ -102,7 +102,7 @@ class RebatchedDataset(RLDataset):
             return batch_of_groups(self.dataset, index, self.groups_per_batch)
         first = index * self.groups_per_batch
         wanted = [(first + i) % self.total for i in range(self.groups_per_batch)]
-        batches = {j // self.native: self.dataset.get_batch(j // self.native) for j in wanted}
+        batches = {b: self.dataset.get_batch(b) for b in {j // self.native for j in wanted}}
         return [batches[j // self.native][j % self.native] for j in wanted]
 
 
