@@ -8,8 +8,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Tests never touch the user's cache or the network.
+# Tests never touch the user's caches: Hugging Face runs offline, this package's cache is a
+# temporary folder (below), and the scale-out test builds its server's venv in the project's
+# own .cache/. The only network any test uses is that venv's packages, from PyPI.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="tinker-tests-hf-"))
 
 
 # Podman on machines like this one (see scripts/podman/containers.conf), never by editing the

@@ -167,19 +167,21 @@ class CompatServiceClient:
         )
 
     def create_training_client_from_state(self, path: str, **kwargs):
-        return self._from_state(path, with_optimizer=False)
+        return self._from_state(path, with_optimizer=False, **kwargs)
 
     def create_training_client_from_state_with_optimizer(self, path: str, **kwargs):
-        return self._from_state(path, with_optimizer=True)
+        return self._from_state(path, with_optimizer=True, **kwargs)
 
-    def _from_state(self, path: str, with_optimizer: bool) -> APIFuture:
+    def _from_state(self, path: str, with_optimizer: bool, **kwargs: Any) -> APIFuture:
+        """`kwargs` (e.g. `user_metadata`) go to the server with the request, and with the
+        fresh client when the server cannot create one from a checkpoint."""
         create = (
             self._inner.create_training_client_from_state_with_optimizer
             if with_optimizer
             else self._inner.create_training_client_from_state
         )
         try:
-            return MappedFuture(_Ready(create(path).result()), CompatTrainingClient)
+            return MappedFuture(_Ready(create(path, **kwargs).result()), CompatTrainingClient)
         except Exception as exc:  # noqa: BLE001 - some servers refuse; load into a new client
             if self.base_model is None or self.rank is None:
                 raise
@@ -189,7 +191,7 @@ class CompatServiceClient:
                 path,
             )
         client = self._inner.create_lora_training_client(
-            base_model=self.base_model, rank=self.rank
+            base_model=self.base_model, rank=self.rank, **kwargs
         ).result()
         load = client.load_state_with_optimizer if with_optimizer else client.load_state
         load(path).result()

@@ -3,7 +3,9 @@
 
 skyrl 0.4.0 declares Python >= 3.12 and pins its own transformers and an older tinker, so it
 gets a venv of its own, built once per machine (about a minute) with the few source patches
-it needs here, each checked so that a changed release fails loudly instead of silently.
+it needs here, each checked so that a changed release fails loudly instead of silently. The
+venv and pip's downloads live in the project's own `.cache/` (git-ignored), never in the
+user's caches; `SKYRL_VENV` points elsewhere.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-VENV = Path(
-    os.environ.get("SKYRL_VENV", Path.home() / ".cache" / "tinker_cookbook" / "skyrl-0.4.0-venv-v2")
-)
+PROJECT_CACHE = Path(__file__).resolve().parents[2] / ".cache"
+VENV = Path(os.environ.get("SKYRL_VENV", PROJECT_CACHE / "skyrl-0.4.0-venv-v2"))
 # Pinned to the set this test was built and run with (2026-11-28), so a new release of any
 # of them cannot break the server between runs.
 PACKAGES = [
@@ -54,7 +55,7 @@ def ensure_venv() -> Path:
     if marker.exists():
         return python()
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(python()), "-m", "pip", "install", "-q"]
+    pip = [str(python()), "-m", "pip", "install", "-q", "--cache-dir", str(PROJECT_CACHE / "pip")]
     # A current pip: the venv's bundled one can stall for minutes resolving this set.
     subprocess.run([*pip, "--upgrade", "pip>=25"], check=True)
     subprocess.run([*pip, "torch==2.13.0"], check=True)
