@@ -13,7 +13,7 @@ import time
 import chz
 from tinker import types
 
-from tinker_cookbook.backend import make_service_client
+from tinker_cookbook.backend import BackendName, make_service_client
 
 EXAMPLES = [
     ("What is 2 + 3?", "2 + 3 = 5."),
@@ -30,7 +30,7 @@ class Config:
     learning_rate: float = 3e-3
     lora_rank: int = 8
     seed: int = 0
-    backend: str = "auto"
+    backend: BackendName = "auto"
     base_url: str | None = None
 
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Literal
 
 import chz
 
@@ -35,7 +36,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 class LocalSandboxConfig:
     memory_mb: int = 1024
     max_processes: int = 256
-    backend: str = "auto"  # auto | bwrap | unshare
+    backend: Literal["auto", "bwrap", "unshare"] = "auto"
     root_dir: str | None = None  # where sandbox folders live (default: the system temp dir)
 
 
