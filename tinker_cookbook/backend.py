@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from tinker_cookbook.clients import ServiceClientLike
 
 BackendName = Literal["auto", "local", "tinker"]
 
 
-def resolve_backend(backend: str) -> Literal["local", "tinker"]:
+def resolve_backend(backend: BackendName) -> Literal["local", "tinker"]:
     """`auto` means tinker when TINKER_API_KEY is set, else local."""
     if backend == "auto":
         return "tinker" if os.environ.get("TINKER_API_KEY") else "local"
@@ -18,8 +21,8 @@ def resolve_backend(backend: str) -> Literal["local", "tinker"]:
 
 
 def make_service_client(
-    backend: str = "auto", base_url: str | None = None, **local_options: Any
-) -> Any:
+    backend: BackendName = "auto", base_url: str | None = None, **local_options: Any
+) -> ServiceClientLike:
     """A ServiceClient with the Tinker SDK's methods.
 
     `local`: in-process on torch (options go to `LocalBackendConfig`). `tinker`: the real SDK's
@@ -37,7 +40,7 @@ def make_service_client(
 
 def make_tinker_service_client(
     base_url: str | None, base_model: str | None = None, rank: int | None = None
-) -> Any:
+) -> ServiceClientLike:
     """The real SDK's client, wrapped so server differences are smoothed over
     (`tinker_compat`). Fails before any work when no API key is set or the server is not
     reachable."""
@@ -71,12 +74,12 @@ def _check_reachable(base_url: str) -> None:
 
 
 def make_run_service_client(
-    backend: str,
+    backend: BackendName,
     base_url: str | None,
     log_path: str,
     base_model: str | None = None,
     rank: int | None = None,
-) -> Any:
+) -> ServiceClientLike:
     """The service client for a training run; locally its checkpoints live in the run's
     `log_path/checkpoints`, next to the `checkpoints.jsonl` that lists them."""
     if resolve_backend(backend) == "local":
