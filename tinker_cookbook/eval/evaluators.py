@@ -1,10 +1,14 @@
-"""Sampling evaluators: pass@1 averaged over n samples per held-out problem (AIME-style)."""
+"""Sampling evaluators: pass@1 averaged over n samples per held-out problem (AIME-style).
+
+`sample_and_grade` and `pass_at_one` are the one pass@1 in the project: the training
+evaluators below and the quick start's held-out evaluation both score with them."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import chz
@@ -15,6 +19,7 @@ from tinker_cookbook.eval.answer_grading import extract_boxed, grade_answer
 from tinker_cookbook.local.models import get_tokenizer
 from tinker_cookbook.renderers import (
     Message,
+    Renderer,
     get_recommended_renderer_name,
     get_renderer,
     get_text_content,
@@ -32,15 +37,75 @@ class EvaluatorBuilder:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
 
 
+@dataclass(frozen=True)
+class GradedSample:
+    """One sampled reply, graded: the prompt and sequence stay with it so a caller can score
+    the very same generation again (e.g. a teacher's log-probabilities of it)."""
+
+    prompt: types.ModelInput
+    sequence: types.SampledSequence
+    boxed: bool
+    correct: bool
+
+
+async def sample_prompts(
+    sampling_client,
+    renderer: Renderer,
+    conversations: list[list[Message]],
+    n_samples: int,
+    params_for: Callable[[int], types.SamplingParams],
+) -> list[tuple[types.ModelInput, types.SampleResponse]]:
+    """`n_samples` replies to each conversation, all requests at once; `params_for(i)` gives
+    conversation i's sampling settings (so each request can carry a seed of its own)."""
+    prompts = [renderer.build_generation_prompt(messages) for messages in conversations]
+    results = await asyncio.gather(
+        *[sampling_client.sample(p, n_samples, params_for(i)) for i, p in enumerate(prompts)]
+    )
+    return list(zip(prompts, results, strict=True))
+
+
+async def sample_and_grade(
+    sampling_client,
+    renderer: Renderer,
+    problems: list[tuple[list[Message], str]],
+    n_samples: int,
+    params_for: Callable[[int], types.SamplingParams],
+) -> list[GradedSample]:
+    """Every sampled reply to (conversation, answer) `problems`, graded on its last
+    `\\boxed{}` against the answer (math-verify)."""
+    sampled = await sample_prompts(
+        sampling_client, renderer, [m for m, _ in problems], n_samples, params_for
+    )
+    graded = []
+    for (_, answer), (prompt, result) in zip(problems, sampled, strict=True):
+        for seq in result.sequences:
+            message, _ = renderer.parse_response(list(seq.tokens))
+            given = extract_boxed(get_text_content(message))
+            graded.append(GradedSample(prompt, seq, given is not None, grade_answer(given, answer)))
+    return graded
+
+
+def pass_at_one(graded: list[GradedSample]) -> dict[str, float]:
+    """pass@1 as the mean correctness over all samples (an unbiased estimate of one sample's
+    chance), how often a `\\boxed{}` appears, and how many samples that is."""
+    if not graded:
+        raise ValueError("pass@1 of no samples: there were no problems or no samples per problem")
+    return {
+        "pass@1": float(np.mean([g.correct for g in graded])),
+        "boxed_rate": float(np.mean([g.boxed for g in graded])),
+        "num_samples": float(len(graded)),
+    }
+
+
 class MathPassAtOneEvaluator:
-    """Samples `n_samples` answers per problem; pass@1 is the mean correctness over all of
-    them (an unbiased estimate of one sample's chance), plus how often a `\\boxed{}` appears."""
+    """Samples `n_samples` answers per problem and reports their `pass_at_one` metrics under
+    `eval/<name>/`."""
 
     def __init__(
         self,
         name: str,
         problems: list[tuple[list[Message], str]],
-        renderer,
+        renderer: Renderer,
         n_samples: int,
         max_tokens: int,
         temperature: float,
@@ -54,27 +119,10 @@ class MathPassAtOneEvaluator:
             temperature=self.temperature,
             stop=self.renderer.get_stop_sequences(),
         )
-        results = await asyncio.gather(
-            *[
-                sampling_client.sample(
-                    self.renderer.build_generation_prompt(messages), self.n_samples, params
-                )
-                for messages, _ in self.problems
-            ]
+        graded = await sample_and_grade(
+            sampling_client, self.renderer, self.problems, self.n_samples, lambda _: params
         )
-        correct, boxed = [], []
-        for (_, answer), result in zip(self.problems, results, strict=True):
-            for seq in result.sequences:
-                message, _ = self.renderer.parse_response(list(seq.tokens))
-                given = extract_boxed(get_text_content(message))
-                boxed.append(given is not None)
-                correct.append(grade_answer(given, answer))
-        prefix = f"eval/{self.name}"
-        return {
-            f"{prefix}/pass@1": float(np.mean(correct)),
-            f"{prefix}/boxed_rate": float(np.mean(boxed)),
-            f"{prefix}/num_samples": float(len(correct)),
-        }
+        return {f"eval/{self.name}/{k}": v for k, v in pass_at_one(graded).items()}
 
 
 def math_problem_messages(question: str, system_prompt: str | None = None) -> list[Message]:

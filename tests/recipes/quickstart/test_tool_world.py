@@ -1,11 +1,13 @@
 """The quick start's arithmetic tool world: tasks load through the Harbor loader with the
 expression in the task's /app/problem.txt, the one fixed command really runs in the sandbox
 and the task's own grader rewards only the right answer, the teacher's SFT transcripts are
-exactly the episodes the environment shows (loss only on the assistant's tokens), and the
-teacher is trained, cached and evaluated through the library's public entry points."""
+exactly the episodes the environment shows (loss only on the assistant's tokens), held-out task
+reward is the share of tasks whose own grading passed, and the stage trains, caches and
+evaluates through the library's public entry points."""
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,20 +17,30 @@ from tinker_cookbook.model_info import get_recommended_renderer_name
 from tinker_cookbook.recipes.distillation import off_policy_reasoning
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder
 from tinker_cookbook.recipes.harbor_rl.harbor_tasks import load_tasks
-from tinker_cookbook.recipes.quickstart.tool_world import (
+from tinker_cookbook.recipes.quickstart.arithmetic import ArithProblem
+from tinker_cookbook.recipes.quickstart.tool_world.sft import SFTSettings
+from tinker_cookbook.recipes.quickstart.tool_world.stage import (
+    MultiTurnStage,
+    run_multi_turn_stage,
+)
+from tinker_cookbook.recipes.quickstart.tool_world.task_reward import (
+    HeldOutEpisodes,
+    task_reward,
+)
+from tinker_cookbook.recipes.quickstart.tool_world.tasks import (
     ANSWER_FILE,
     COMMAND,
     PROBLEM_FILE,
-    SHORT_SYSTEM_PROMPT,
-    SHORT_TOOL_DESCRIPTION,
-    MultiTurnStage,
-    SFTSettings,
     ToolWorld,
+    instruction,
     make_problems,
     read_problem,
-    reference_messages,
-    run_multi_turn_stage,
     write_tool_tasks,
+)
+from tinker_cookbook.recipes.quickstart.tool_world.transcripts import (
+    SHORT_SYSTEM_PROMPT,
+    SHORT_TOOL_DESCRIPTION,
+    reference_messages,
     write_tool_transcripts,
 )
 from tinker_cookbook.renderers import RenderContext, ToolCall, get_renderer
@@ -203,6 +215,41 @@ def test_sft_transcripts_are_the_environment_episodes_with_loss_on_assistant_tok
         assert trained == f"<tool_call>\n{call}\n</tool_call><|im_end|>Done.<|im_end|>"
 
 
+def instruction_policy(solves: Callable[[str], bool]):
+    """Answers every task with the reference episode's turns, but writes a wrong answer to the
+    tasks whose instruction text `solves` rejects."""
+    call, final = replies_for(reference_messages(ArithProblem(1, "+", 1)))
+    wrong = ToolCall.from_arguments("bash", {"command": f"echo wrong > {ANSWER_FILE}"})
+    (wrong_call,) = replies_for([{"role": "assistant", "content": "", "tool_calls": [wrong]}])
+
+    async def policy(observation, stop):
+        text = TOKENIZER.decode(observation.to_ints())
+        tokens = final if "<tool_response>" in text else call if solves(text) else wrong_call
+        return TokensWithLogprobs(tokens, [-0.1] * len(tokens))
+
+    return policy
+
+
+@needs_sandbox
+def test_task_reward_is_the_share_of_tasks_whose_own_grading_passed(tmp_path):
+    paths = write_tool_tasks(tmp_path, 6, seed=0, held_out=True)
+    first_wording = instruction(ArithProblem(1, "+", 1, phrasing=0))
+    solved = sum(read_problem(p).phrasing == 0 for p in paths)
+    assert 0 < solved < 6  # some tasks are solved, some are not
+    policy = instruction_policy(lambda text: first_wording in text)
+    result = asyncio.run(task_reward(policy, "tiny-qwen3-1m", HeldOutEpisodes(tmp_path, 6)))
+    assert result == {"reward": solved / 6, "env_errors": 0.0, "episodes": 6.0}
+
+
+@needs_sandbox
+def test_an_episode_whose_sandbox_cannot_start_counts_as_a_failed_task(tmp_path):
+    broken, _ = write_tool_tasks(tmp_path, 2, seed=0, held_out=True)
+    (broken / "environment" / "problem.txt").unlink()  # its Dockerfile's COPY now fails
+    policy = instruction_policy(lambda text: True)
+    result = asyncio.run(task_reward(policy, "tiny-qwen3-1m", HeldOutEpisodes(tmp_path, 2)))
+    assert result == {"reward": 0.5, "env_errors": 0.5, "episodes": 2.0}
+
+
 @needs_sandbox
 def test_the_stage_runs_end_to_end_and_a_rerun_reuses_its_finished_runs(tmp_path):
     config = MultiTurnStage(
@@ -218,8 +265,10 @@ def test_the_stage_runs_end_to_end_and_a_rerun_reuses_its_finished_runs(tmp_path
         backend="local",
     )
     result = run_multi_turn_stage(config)
-    for key in ("base_reward", "student_start_reward", "teacher_reward", "after_reward"):
-        assert result[key] == 0.0  # a few steps teach nothing; the episodes ran and were graded
+    # Every evaluation ran its episodes in the sandbox and had them graded (what the rewards
+    # mean is checked with known policies in the task-reward test above).
+    evaluations = {"base": 0.0, "student_start": 0.0, "teacher": 0.0, "after": 0.0}
+    assert result["env_errors"] == evaluations
     assert result["steps"] == 1 and result["first_teacher_kl"] == result["last_teacher_kl"] > 0
     assert set(result["seconds"]) == {
         "teacher_sft", "student_sft", "eval_base", "eval_student_start", "eval_teacher",

@@ -41,7 +41,7 @@ from tinker_cookbook.recipes.quickstart.notes_world import (
     note_request,
     note_sft_rows,
 )
-from tinker_cookbook.recipes.quickstart.tool_world import MultiTurnStage, run_multi_turn_stage
+from tinker_cookbook.recipes.quickstart.tool_world.stage import MultiTurnStage, run_multi_turn_stage
 from tinker_cookbook.recipes.quickstart.world import (
     ArithmeticWorld,
     make_problems,
@@ -95,7 +95,7 @@ class StudyConfig:
     teacher: TeacherSettings = chz.field(default_factory=TeacherSettings)
     student: StudentSettings = chz.field(default_factory=StudentSettings)
     multi_teacher_steps: int = 10  # 0 skips the multi-teacher run
-    multi_turn: bool = True  # the Harbor tool-use stage (tool_world.MultiTurnStage defaults)
+    multi_turn: bool = True  # the Harbor tool-use stage (tool_world.stage.MultiTurnStage defaults)
     notes_teacher_steps: int = 150
     eval_problems: int = 200
     eval_samples: int = 3
@@ -124,7 +124,7 @@ class Study:
             config.student,
             config.max_length,
             config.max_tokens,
-            "per-request seeds",
+            "derive_seed per-request seeds",  # a new seeding scheme: new samples, new run
         )
         self.run_dir = self.root / f"seed{config.seed}-{student_tag}"
         self.service = make_service_client(config.backend, config.base_url)

@@ -14,13 +14,13 @@ study feeds them to the same recipes a user runs on the real datasets.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import chz
+
+from tinker_cookbook.recipes.quickstart.arithmetic import draw_problems, in_held_out_split
 
 TEMPLATES = (
     "{a}+{b}=?",
@@ -55,25 +55,22 @@ class AdditionProblem:
 
 def is_held_out(a: int, b: int, world: ArithmeticWorld) -> bool:
     """Stable across runs and machines (no Python `hash`), independent of how problems are drawn."""
-    digest = hashlib.sha256(f"{a}+{b}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % world.held_out_share == 0
+    return in_held_out_split(f"{a}+{b}", world.held_out_share)
 
 
 def make_problems(
     n: int, seed: int, world: ArithmeticWorld, held_out: bool = False
 ) -> list[AdditionProblem]:
     """`n` distinct problems from one split, the same for the same arguments."""
-    rng = random.Random(seed)
-    low, high = 10 ** (world.digits - 1), 10**world.digits - 1
-    seen: set[tuple[int, int]] = set()
-    problems = []
-    while len(problems) < n:
-        a, b = rng.randint(low, high), rng.randint(low, high)
-        if (a, b) in seen or is_held_out(a, b, world) != held_out:
-            continue
-        seen.add((a, b))
-        problems.append(AdditionProblem(a, b, rng.randrange(len(TEMPLATES))))
-    return problems
+    drawn = draw_problems(
+        n,
+        seed,
+        digits=world.digits,
+        held_out_share=world.held_out_share,
+        phrasings=len(TEMPLATES),
+        held_out=held_out,
+    )
+    return [AdditionProblem(p.a, p.b, p.phrasing) for p in drawn]
 
 
 def worked_solution(a: int, b: int) -> str:
