@@ -22,6 +22,7 @@ from tinker_cookbook.renderers import Message, Renderer, TrainOnWhat
 from tinker_cookbook.supervised.common import Reduction, datum_from_model_input_weights
 from tinker_cookbook.supervised.rows import BadRowError, LocalRows
 from tinker_cookbook.supervised.types import ChatDatasetBuilder, SupervisedDataset
+from tinker_cookbook.utils.seeding import derive_seed
 
 if TYPE_CHECKING:
     import datasets
@@ -171,8 +172,9 @@ class IndexedDataset(SupervisedDataset):
         self.set_epoch(0)
 
     def set_epoch(self, seed: int = 0) -> None:
+        """`seed` is the epoch: each epoch its own order, the same on every run."""
         self.order = list(self.base_indices)
-        random.Random(self.seed * 100_003 + seed).shuffle(self.order)
+        random.Random(derive_seed(self.seed, "epoch", seed)).shuffle(self.order)
 
     def __len__(self) -> int:
         return len(self.order) // self.batch_size or (1 if self.order else 0)
@@ -296,7 +298,8 @@ class HFChatDatasetBuilder(ChatDatasetBuilder):
             return ds.take(self.test_size).skip(skip_rows)
         train = ds.skip(self.test_size)
         if epoch > 0:
-            train = train.shuffle(seed=self.shuffle_seed + epoch, buffer_size=self.shuffle_buffer)
+            epoch_seed = derive_seed(self.shuffle_seed, "epoch", epoch)
+            train = train.shuffle(seed=epoch_seed, buffer_size=self.shuffle_buffer)
         return train.skip(skip_rows)
 
     def _num_rows(self) -> int:
