@@ -4,8 +4,10 @@ dataset builders, teachers and evaluators)."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import types
+from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 import chz
@@ -37,11 +39,12 @@ OTHER_VALUE = {
 }
 
 
-def help_flags(cli_class: type) -> list[str]:
-    """The flag names `--help` lists."""
-    text = chz.Blueprint(cli_class).get_help()
+def help_flags(target: object) -> list[str]:
+    """The flag names `--help` lists for a config class or an entry-point function."""
+    text = chz.Blueprint(target).get_help()
     section = text.split("Arguments:", 1)[1]
-    return re.findall(r"^  (\w+)\s", section, flags=re.MULTILINE)
+    names = re.findall(r"^  ([\w.]+)\s", section, flags=re.MULTILINE)
+    return [n for n in names if not any(m.startswith(n + ".") for m in names)]  # leaves only
 
 
 def other_value(name: str, field_type: object, value: object) -> object:
@@ -83,3 +86,40 @@ def test_every_listed_flag_changes_the_run(recipe, monkeypatch, tmp_path):
         if module.build_config(changed) == reference:
             without_effect.append(name)
     assert not without_effect, f"{recipe}: flags listed by --help with no effect: {without_effect}"
+
+
+# Entry points without a `build_config` (they run right away): each flag `--help` lists must
+# at least be read somewhere in the recipe's own code.
+RUNNERS = {
+    "first_lora_run": ("tinker_cookbook.recipes.first_lora_run", "main", "first_lora_run.py"),
+    "harbor_rl.check_tasks": (
+        "tinker_cookbook.recipes.harbor_rl.check_tasks", "main", "harbor_rl/check_tasks.py",
+    ),
+    "quickstart": ("tinker_cookbook.recipes.quickstart.__main__", "run_study", "quickstart"),
+    "quickstart.spread": ("tinker_cookbook.recipes.quickstart.spread", "main", "quickstart"),
+    "quickstart.tool_world": (
+        "tinker_cookbook.recipes.quickstart.tool_world.__main__", "run_multi_turn_stage",
+        "quickstart",
+    ),
+}  # fmt: skip
+RECIPES_DIR = Path(__file__).parents[2] / "tinker_cookbook" / "recipes"
+
+
+def test_every_entry_point_is_checked():
+    found = set()
+    for path in RECIPES_DIR.rglob("*.py"):
+        if "entrypoint(" in path.read_text():
+            module = ".".join(path.relative_to(RECIPES_DIR).with_suffix("").parts)
+            found.add(module.removesuffix(".__main__"))
+    assert found == set(RECIPES) | set(RUNNERS)
+
+
+@pytest.mark.parametrize("recipe", sorted(RUNNERS))
+def test_every_listed_flag_is_read(recipe):
+    module_name, target, where = RUNNERS[recipe]
+    entry = getattr(importlib.import_module(module_name), target)
+    flags = {flag.rsplit(".", 1)[-1] for flag in help_flags(entry)}
+    root = RECIPES_DIR / where
+    source = "\n".join(p.read_text() for p in ([root] if root.is_file() else root.rglob("*.py")))
+    unread = sorted(f for f in flags if not re.search(rf"\.{f}\b", source))
+    assert flags and not unread, f"{recipe}: flags listed by --help that nothing reads: {unread}"
