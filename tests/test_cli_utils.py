@@ -33,7 +33,7 @@ def test_resume_keeps_the_run_and_says_from_where(tmp_path, capsys):
     assert "without a checkpoint; starting from step 0" in capsys.readouterr().out
     done = a_run(tmp_path / "done", {"name": "final", "step": 40, "state_path": "/y"})
     check_log_dir(str(done), "resume")
-    assert "already finished" in capsys.readouterr().out
+    assert "found the earlier run, finished at step 40" in capsys.readouterr().out
 
 
 def test_delete_starts_over(tmp_path, capsys):
