@@ -20,7 +20,9 @@ def tiny_study(tmp_path, **kw) -> StudyConfig:
             teacher_samples=12, sft_steps=6, sft_batch_size=4, extra_steps=2,
             opd_groups_per_batch=4, opd_group_size=2, opd_prompts=24, curve_points=3,
         ),
-        eval_problems=6, eval_samples=1, max_tokens=80, multi_teacher_steps=1,
+        # The 40-step teacher rambles: at 80 tokens a third of its answers were cut off, more
+        # than the study accepts (check_unfinished); 200 leaves none cut off.
+        eval_problems=6, eval_samples=1, max_tokens=200, multi_teacher_steps=1,
         notes_teacher_steps=2, multi_turn=False, **kw,
     )  # fmt: skip
 
