@@ -55,7 +55,7 @@ def _resume_summary(path: Path) -> str:
     if last is None:
         return "an earlier run without a checkpoint; starting from step 0, keeping its logs"
     if last.get("name") == "final":
-        return f"found the earlier run, finished at step {last.get('step')}"
+        return f"found the earlier run, finished at step {last.get('step', last.get('batch'))}"
     step = last.get("step", last.get("batch"))
     return f"resuming the earlier run from its checkpoint {last.get('name')!r} at step {step}"
 

@@ -30,6 +30,15 @@ class SamplingClientLike(Protocol):
         topk_prompt_logprobs: int = 0,
     ) -> ClientFuture[types.SampleResponse]: ...
 
+    async def sample_async(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+    ) -> types.SampleResponse: ...
+
     def compute_logprobs(self, prompt: types.ModelInput) -> ClientFuture[list[float | None]]: ...
 
 
@@ -52,10 +61,12 @@ class TrainingClientLike(Protocol):
         self, optim_params: types.AdamParams
     ) -> ClientFuture[types.OptimStepResponse]: ...
 
-    def save_state(self, name: str) -> ClientFuture[types.SaveWeightsResponse]: ...
+    def save_state(
+        self, name: str, ttl_seconds: int | None = None
+    ) -> ClientFuture[types.SaveWeightsResponse]: ...
 
     def save_weights_for_sampler(
-        self, name: str
+        self, name: str, ttl_seconds: int | None = None
     ) -> ClientFuture[types.SaveWeightsForSamplerResponse]: ...
 
     def save_weights_and_get_sampling_client(

@@ -96,12 +96,23 @@ class StartPoint:
     checkpoint: dict | None  # the checkpoint to load (None: a fresh client)
 
 
-def decide_start(last: dict | None, total: int, log_path: str) -> StartPoint:
-    """Fresh; resumed mid-run; continued from a finished run's end to a larger `total` (more
-    `max_steps` or epochs); or nothing to do. Says on the console what it decided."""
+def checkpoint_step(record: dict) -> int:
+    """The step a checkpoint record was saved at (`batch` in the Tinker cookbook's records)."""
+    step = record.get("step", record.get("batch"))
+    if step is None:
+        raise ValueError(f"checkpoint record {record.get('name')!r} names no step: {record}")
+    return int(step)
+
+
+def decide_start(
+    last: dict | None, total: int, log_path: str, more: str = "max_steps"
+) -> StartPoint:
+    """Fresh; resumed mid-run; continued from a finished run's end to a larger `total`; or
+    nothing to do. Says on the console what it decided; `more` names the settings that ask
+    for more steps."""
     if last is None:
         return StartPoint("fresh", 0, total, None)
-    step = int(last.get("step", 0))
+    step = checkpoint_step(last)
     if last.get("name") != "final":
         if step >= total:
             print(f"{log_path}: the earlier run reached step {step}, at or past the {total} "
@@ -111,10 +122,11 @@ def decide_start(last: dict | None, total: int, log_path: str) -> StartPoint:
         return StartPoint("resume", step, total, last)
     if step < total:
         print(f"{log_path}: the earlier run finished at step {step}; continuing from its final "
-              f"checkpoint to step {total} (more steps are asked for now)")  # fmt: skip
+              f"checkpoint to step {total} (more steps are asked for now; the learning-rate "
+              f"schedule runs over the {total} steps, as if they had been asked for at first)")  # fmt: skip
         return StartPoint("continue", step, total, last)
     print(f"{log_path}: the run already finished at step {step} (asked for {total}); nothing "
-          "to do. Raise max_steps or num_epochs to train further, or pass "
+          f"to do. Raise {more} to train further, or pass "
           "behavior_if_log_dir_exists=delete to start over")  # fmt: skip
     return StartPoint("finished", step, step, last)
 
@@ -126,7 +138,7 @@ def finished_before_loading(last: dict | None, max_steps: int | None) -> bool:
         last is not None
         and last.get("name") == "final"
         and max_steps is not None
-        and int(last.get("step", 0)) >= max_steps
+        and checkpoint_step(last) >= max_steps
     )
 
 

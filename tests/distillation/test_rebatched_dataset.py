@@ -60,6 +60,13 @@ def test_a_dataset_without_group_access_is_asked_once_per_inner_batch():
     assert opaque.calls == 4  # inner batches 2 to 5 (groups 6-17), once each
 
 
+def test_a_step_wrapping_around_a_small_dataset_gets_fresh_groups():
+    opaque = BatchesOnly(Indexed(3, groups_per_batch=3))
+    batch = RebatchedDataset(opaque, 8).get_batch(0)
+    assert [g.index for g in batch] == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert len({id(g) for g in batch}) == 8  # no builder object runs twice in one step
+
+
 def test_empty_datasets_and_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="no env groups"):
         RebatchedDataset(Indexed(0, 4), 8)

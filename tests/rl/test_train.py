@@ -105,3 +105,16 @@ def test_rerun_with_more_steps_continues_and_says_so(tmp_path, capsys):
     assert steps == [0, 1, 2]
     assert run(3) == more
     assert "already finished at step 3" in capsys.readouterr().out
+
+
+def test_decide_start_reads_cookbook_batch_records_and_says_what_it_decided(capsys):
+    from tinker_cookbook.run_setup import decide_start
+
+    mid = decide_start({"name": "000020", "batch": 20, "state_path": "/x"}, 40, "run")
+    assert (mid.kind, mid.step, mid.total) == ("resume", 20, 40)
+    assert "resuming at step 20 of 40" in capsys.readouterr().out
+    done = decide_start({"name": "final", "batch": 40, "state_path": "/x"}, 40, "run")
+    assert (done.kind, done.step) == ("finished", 40)
+    assert "already finished at step 40" in capsys.readouterr().out
+    more = decide_start({"name": "final", "batch": 40, "state_path": "/x"}, 50, "run")
+    assert (more.kind, more.step, more.total) == ("continue", 40, 50)

@@ -151,6 +151,7 @@ def test_load_optimizer_state_continues_the_moments(tmp_path):
 
 def test_rerun_with_more_steps_continues_from_the_final_checkpoint(tmp_path, capsys):
     first = run_recipe(tmp_path, "max_steps=3", "save_every=0", "eval_every=0")
+    assert [r["step"] for r in read_metrics(tmp_path) if "test/nll" in r] == [2]
     capsys.readouterr()
     more = run_recipe(tmp_path, "max_steps=5", "save_every=0", "eval_every=0")
     out = capsys.readouterr().out
@@ -158,6 +159,8 @@ def test_rerun_with_more_steps_continues_from_the_final_checkpoint(tmp_path, cap
     assert more["step"] == 5 and more["state_path"] != first["state_path"]
     steps = [r["step"] for r in read_metrics(tmp_path) if "train_mean_nll" in r]
     assert steps == [0, 1, 2, 3, 4]  # the new steps only, none redone
+    # Each run's end-of-run evaluation is kept, at the step whose weights it measured.
+    assert [r["step"] for r in read_metrics(tmp_path) if "test/nll" in r] == [2, 4]
     changed = load_file(str(Path(more["state_path"]) / "adapter_model.safetensors"))
     before = load_file(str(Path(first["state_path"]) / "adapter_model.safetensors"))
     assert any(not torch.equal(changed[k], before[k]) for k in before)

@@ -100,10 +100,18 @@ class RebatchedDataset(RLDataset):
     def get_batch(self, index: int) -> list[EnvGroupBuilder]:
         if isinstance(self.dataset, GroupIndexedDataset):
             return batch_of_groups(self.dataset, index, self.groups_per_batch)
+        # Keyed by (lap, inner batch): a step that wraps around the dataset gets fresh groups
+        # for a second lap, never the same builder object twice.
         first = index * self.groups_per_batch
-        wanted = [(first + i) % self.total for i in range(self.groups_per_batch)]
-        batches = {b: self.dataset.get_batch(b) for b in {j // self.native for j in wanted}}
-        return [batches[j // self.native][j % self.native] for j in wanted]
+        wanted = [first + i for i in range(self.groups_per_batch)]
+        keys = {(j // self.total, (j % self.total) // self.native) for j in wanted}
+        batches = {key: self.dataset.get_batch(key[1]) for key in keys}
+        return [
+            batches[(j // self.total, (j % self.total) // self.native)][
+                j % self.total % self.native
+            ]
+            for j in wanted
+        ]
 
 
 class TeacherScorer:
@@ -178,7 +186,7 @@ class TeacherScorer:
         if not isinstance(builder, ConversationGroupBuilder):
             raise TeacherError(
                 f"dataset {self.name!r}: its env groups ({type(builder).__name__}) expose no "
-                "`messages` and `renderer` to re-render the prompt for the teacher"
+                "`messages` to re-render the prompt for the teacher"
             )
         messages = builder.messages
         if self.teacher.system_prompt:
@@ -188,7 +196,14 @@ class TeacherScorer:
         completion = tokens[sampled[0] + 1 :]
         # Only a system prompt of its own: the student's chat format (e.g. a pre-filled empty
         # think block) is kept, so the completion continues the same kind of prompt.
-        renderer = self.named_renderer or builder.renderer
+        renderer = self.named_renderer or (
+            builder.renderer if isinstance(builder, RenderingGroupBuilder) else None
+        )
+        if renderer is None:
+            raise TeacherError(
+                f"dataset {self.name!r}: set the teacher's renderer_name (its env groups have "
+                "no renderer)"
+            )
         prompt = renderer.build_generation_prompt(messages).to_ints()
         lps = await self.client.compute_logprobs(types.ModelInput.from_ints(prompt + completion))
         out = np.zeros(len(mask), dtype=np.float32)
@@ -212,9 +227,16 @@ def check_same_tokenizer(student: str, teacher: str) -> None:
 @runtime_checkable
 class ConversationGroupBuilder(Protocol):
     """An env group built from one conversation prefix: what a teacher with a prompt of its
-    own needs to re-render the student's prompt its way."""
+    own re-renders its way."""
 
     messages: list[Message]
+
+
+@runtime_checkable
+class RenderingGroupBuilder(Protocol):
+    """An env group that says which renderer built its prompts (a teacher without a
+    renderer of its own renders with it)."""
+
     renderer: Renderer
 
 

@@ -110,6 +110,12 @@ class MathPassAtOneEvaluator:
         max_tokens: int,
         temperature: float,
     ):
+        # Checked here, when the run builds its evaluators: an empty evaluation would
+        # otherwise fail only at its first turn, possibly after hours of training.
+        if not problems:
+            raise ValueError(f"evaluator {name!r} has no problems to evaluate")
+        if n_samples < 1:
+            raise ValueError(f"evaluator {name!r}: n_samples={n_samples} must be >= 1")
         self.name, self.problems, self.renderer = name, problems, renderer
         self.n_samples, self.max_tokens, self.temperature = n_samples, max_tokens, temperature
 

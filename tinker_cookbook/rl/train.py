@@ -190,7 +190,8 @@ async def run_rl(
             client, "final", config.log_path, {"step": total, **record}, kind="both"
         )
         if evaluators and not (config.eval_every and total % config.eval_every == 0):
-            ml.log_metrics(await run_evaluators(evaluators, sampler), total)
+            # At the last step trained, the weights they measure (a continued run keeps them).
+            ml.log_metrics(await run_evaluators(evaluators, sampler), total - 1)
     finally:
         if pending is not None and not pending.done():
             pending.cancel()  # a failed step leaves no rollout running behind it

@@ -87,11 +87,13 @@ async def main(config: Config) -> dict:
     renderer_name = run_renderer_name(config)
     service, last = start_run(config)
     if finished_before_loading(last, config.max_steps):
-        decide_start(last, config.max_steps or 0, config.log_path)  # says so
+        decide_start(last, config.max_steps or 0, config.log_path, "max_steps or num_epochs")
         return last
     train_data, test_data = config.dataset_builder()
     per_epoch = len(train_data)
-    begin = decide_start(last, total_steps(config, per_epoch), config.log_path)
+    begin = decide_start(
+        last, total_steps(config, per_epoch), config.log_path, more="max_steps or num_epochs"
+    )
     if begin.kind == "finished":
         return last
     start, total = begin.step, begin.total
@@ -120,7 +122,8 @@ async def main(config: Config) -> dict:
         final = await save_checkpoint_async(client, "final", config.log_path, state, kind="both")
         end_metrics = await evals.run(client, test_data, total, final=True)
         if end_metrics:
-            ml.log_metrics(end_metrics, total)
+            # At the last step trained, the weights they measure (a continued run keeps them).
+            ml.log_metrics(end_metrics, total - 1)
     finally:
         bar.close()
         ml.close()
