@@ -7,7 +7,12 @@ import chz
 
 @chz.chz
 class LocalBackendConfig:
-    """How the local backend runs; the defaults suit a laptop CPU and a single GPU alike."""
+    """How the local backend runs; the defaults suit a laptop CPU and a single GPU alike.
+
+    Each `ServiceClient` keeps its own settings: the batch limits travel with its requests, and
+    a model is shared only by clients whose `device`, `use_bf16` and `gradient_checkpointing`
+    agree (others get their own copy of it), so no client changes another's behaviour.
+    """
 
     # "auto": CUDA when available, else CPU. Or "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
@@ -15,13 +20,14 @@ class LocalBackendConfig:
     use_bf16: bool = True
     # Where `save_state` / `save_weights_for_sampler` put checkpoints (default: the cache).
     checkpoint_dir: str | None = None
-    # Most tokens (padded) one scoring forward pass may hold; larger requests are split.
+    # Most tokens (padded) one scoring forward pass of this client's requests may hold.
     max_batch_tokens: int = 32768
     # Most tokens (padded) per training micro-batch (gradients accumulate across them).
     max_train_batch_tokens: int = 8192
     # Recompute layer activations in backward (for long sequences on large models).
     gradient_checkpointing: bool = False
-    # Most sequences decoded together by one batched sampling pass.
+    # Most of this client's sequences decoded together by one batched sampling pass.
     max_sampling_batch: int = 64
-    # How long the engine waits for more concurrent requests before it runs a batch.
+    # How long the engine waits for more concurrent requests before it runs a batch that
+    # holds this client's requests.
     gather_window_s: float = 0.001

@@ -23,6 +23,7 @@ import torch
 from tinker_cookbook.local.config import LocalBackendConfig
 from tinker_cookbook.local.errors import LocalBackendError
 from tinker_cookbook.local.lora import LoRAAdapter
+from tinker_cookbook.local.memory import HeapTrimmer
 from tinker_cookbook.local.runtime import ModelRuntime, TokenScores
 from tinker_cookbook.local.sampler import SequenceJob, generate
 
@@ -78,6 +79,7 @@ class LocalEngine:
     def __init__(self) -> None:
         self._queue: list[OpWork | SampleWork] = []
         self.sampling_batches_run = 0  # batched sampling/scoring passes, for tests and benchmarks
+        self.trimmer = HeapTrimmer()  # hands freed heap back to the OS when idle (see memory.py)
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="tinker-local-engine", daemon=True)
         self._thread.start()
@@ -119,11 +121,17 @@ class LocalEngine:
 
     def _loop(self) -> None:
         while True:
-            items = self._take_batch()
-            for item in items:
-                if isinstance(item, OpWork):
-                    _settle(item.future, item.fn)
-            self._run_sampling([w for w in items if isinstance(w, SampleWork)])
+            self._run_batch(self._take_batch())  # its locals (work, results) die on return
+            with self._cond:
+                idle = not self._queue
+            if idle:
+                self.trimmer.on_idle()
+
+    def _run_batch(self, items: list[OpWork | SampleWork]) -> None:
+        for item in items:
+            if isinstance(item, OpWork):
+                _settle(item.future, item.fn)
+        self._run_sampling([w for w in items if isinstance(w, SampleWork)])
 
     def _run_sampling(self, works: list[SampleWork]) -> None:
         groups: dict[tuple[int, int, BatchLimits], list[SampleWork]] = defaultdict(list)

@@ -13,7 +13,7 @@ import torch
 from transformers import DynamicCache
 
 from tinker_cookbook.local.lora import LoRAAdapter
-from tinker_cookbook.local.runtime import ModelRuntime
+from tinker_cookbook.local.runtime import ModelRuntime, padded_width
 
 
 @dataclass
@@ -68,7 +68,7 @@ def _choose_tokens(logits: torch.Tensor, jobs: list[SequenceJob]) -> torch.Tenso
 def generate(runtime: ModelRuntime, jobs: list[SequenceJob], adapter: LoRAAdapter | None) -> None:
     """Fill each job's tokens/logprobs/stop_reason, sampling from `runtime` under `adapter`."""
     device = runtime.device
-    width = max(len(j.prompt) for j in jobs)
+    width = padded_width([len(j.prompt) for j in jobs])
     ids = torch.zeros(len(jobs), width, dtype=torch.long)
     mask = torch.zeros(len(jobs), width, dtype=torch.long)
     for i, job in enumerate(jobs):  # left padding, so every row's last token is aligned
