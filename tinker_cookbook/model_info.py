@@ -77,14 +77,19 @@ def run_renderer_name(
     model_name: str, configured: str | None, dataset_renderers: Sequence[str | None] = ()
 ) -> str:
     """The one renderer a run trains with, recorded with its checkpoints: the config's and the
-    datasets' must agree (a checkpoint records one); named nowhere, the model's recommended."""
+    datasets' must agree (a checkpoint records one); named nowhere, the model's recommended,
+    said on the console."""
     named = sorted({name for name in (configured, *dataset_renderers) if name})
     if len(named) > 1:
         raise ValueError(
             f"the run names several renderers {named} (renderer_name={configured!r}, datasets: "
             f"{list(dataset_renderers)}); its checkpoints record one, so make them agree"
         )
-    return named[0] if named else get_recommended_renderer_name(model_name)
+    if named:
+        return named[0]
+    recommended = get_recommended_renderer_name(model_name)
+    print(f"renderer: {recommended} (recommended for {model_name}; nothing in the run names one)")
+    return recommended
 
 
 def warn_if_renderer_not_recommended(model_name: str, renderer_name: str | None) -> None:

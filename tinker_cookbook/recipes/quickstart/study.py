@@ -21,7 +21,7 @@ from pathlib import Path
 
 import chz
 
-from tinker_cookbook.backend import make_service_client
+from tinker_cookbook.backend import BackendName, make_service_client
 from tinker_cookbook.model_info import get_recommended_renderer_name
 from tinker_cookbook.recipes.common import settings_tag
 from tinker_cookbook.recipes.distillation import (
@@ -101,7 +101,7 @@ class StudyConfig:
     eval_samples: int = 3
     max_tokens: int = 80
     max_length: int = 256
-    backend: str = "auto"
+    backend: BackendName = "auto"
     base_url: str | None = None
 
     @property

@@ -8,6 +8,7 @@ from typing import Any
 
 import chz
 
+from tinker_cookbook.backend import BackendName
 from tinker_cookbook.recipes.distillation import off_policy_reasoning
 
 
@@ -30,7 +31,7 @@ def sft_on_transcripts(
     transcripts_path: str | Path,
     log_path: str | Path,
     sft: SFTSettings | None = None,
-    backend: str = "auto",
+    backend: BackendName = "auto",
 ) -> dict[str, Any]:
     """SFT on `transcripts_path`; returns the final checkpoint record (`state_path`,
     `sampler_path`). A finished run in `log_path` is reused (the recipe resumes from

@@ -24,6 +24,7 @@ from typing import Any
 
 import chz
 
+from tinker_cookbook.backend import BackendName
 from tinker_cookbook.recipes.common import settings_tag
 from tinker_cookbook.recipes.distillation import (
     on_policy_distillation_harbor_multi_turn as multi_turn,
@@ -77,7 +78,7 @@ class MultiTurnStage:
     # The evaluations: one episode per held-out task at this temperature.
     eval_temperature: float = 0.5
     seed: int = 0
-    backend: str = "auto"
+    backend: BackendName = "auto"
     # torch intra-op threads while the stage runs (None: leave torch's setting). The tiny
     # models gain nothing from more, and lose a lot when other processes share the cores.
     torch_threads: int | None = 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinker_cookbook.backend import make_service_client
+from tinker_cookbook.backend import BackendName, make_service_client
 from tinker_cookbook.completers import TinkerTokenCompleter
 from tinker_cookbook.recipes.harbor_rl.harbor_env import HarborDatasetBuilder
 from tinker_cookbook.recipes.quickstart.tool_world.tasks import (
@@ -71,7 +71,7 @@ async def evaluate_tool_reward_async(
     episodes: HeldOutEpisodes,
     temperature: float = 1.0,
     seed: int = 0,
-    backend: str = "auto",
+    backend: BackendName = "auto",
 ) -> dict[str, float]:
     """`task_reward` of `model_name` (+ `model_path` weights), sampled at `temperature`."""
     service = make_service_client(backend)
