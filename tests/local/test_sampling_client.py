@@ -175,3 +175,30 @@ def test_concurrent_requests_are_batched(service, base, prompt):
 def test_bad_requests_fail_clearly(base, prompt, call, message):
     with pytest.raises(LocalBackendError, match=message):
         call(base, prompt)
+
+
+def test_sampled_logprobs_match_the_scorer_under_a_trained_adapter_in_a_padded_batch(
+    service, tokenizer
+):
+    """Prompts of different lengths sampled together (one left-padded batch, decoded with the
+    adapter merged into the packed decode weights) report the logprobs the scorer gives."""
+    tc = service.create_lora_training_client("tiny-qwen3-1m", rank=8, seed=3).result()
+    for _ in range(5):
+        tc.forward_backward([next_token_datum(chat_tokens(tokenizer, "hi", "yo"))], "cross_entropy")
+        tc.optim_step(types.AdamParams(learning_rate=1e-2))
+    sampler = tc.save_weights_and_get_sampling_client().result()
+    prompts = [types.ModelInput.from_ints(tokenizer.encode(t)) for t in ("a", "longer prompt!")]
+    params = types.SamplingParams(max_tokens=20, temperature=1.0, seed=4, stop=[])
+
+    async def both():
+        return await asyncio.gather(*[sampler.sample(p, 2, params) for p in prompts])
+
+    before = service.engine.sampling_batches_run
+    results = asyncio.run(both())
+    assert service.engine.sampling_batches_run == before + 1  # one padded batch
+    for prompt, res in zip(prompts, results, strict=True):
+        for seq in res.sequences:
+            scored = sampler.compute_logprobs(
+                types.ModelInput.from_ints(prompt.to_ints() + seq.tokens)
+            ).result()
+            np.testing.assert_allclose(scored[-20:], seq.logprobs, atol=LOGPROB_TOLERANCE)

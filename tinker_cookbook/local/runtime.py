@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from tinker_cookbook.local.config import LocalBackendConfig
+from tinker_cookbook.local.decoder import LeanDecoder, lean_decoder_for
 from tinker_cookbook.local.errors import LocalBackendError
 from tinker_cookbook.local.lora import AdapterSlot, LoRAAdapter, LoRALinear, wrap_lora_targets
 from tinker_cookbook.local.models import get_tokenizer, resolve_model_dir
@@ -135,6 +136,14 @@ class ModelRuntime:
         # transformers renamed `past_key_values` to `cache` (5.2x); accept either release.
         params = inspect.signature(self.decoder.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self.lean_decoder: LeanDecoder | None = self._lean_decoder()
+
+    def _lean_decoder(self) -> LeanDecoder | None:
+        decoder = lean_decoder_for(self.model, self.lora_modules)
+        if isinstance(decoder, LeanDecoder):
+            return decoder
+        logger.warning("%s samples through transformers' forward (slower): %s", self.name, decoder)
+        return None
 
     def _load(self) -> torch.nn.Module:
         # GPUs hold bf16 weights; on CPU the Linears become bf16 later, the rest stays fp32.

@@ -1,0 +1,85 @@
+"""The lean sampling decoder computes what transformers' forward computes, adapter and
+padding included, and knows when it does not apply."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tinker_cookbook.local import LocalBackendConfig
+from tinker_cookbook.local.decoder import LeanDecoder, lean_decoder_for
+from tinker_cookbook.local.lora import LoRAAdapter, target_suffixes
+from tinker_cookbook.local.runtime import RuntimeRegistry
+
+
+def _runtime(use_bf16: bool):
+    return RuntimeRegistry().get(
+        "tiny-qwen3-1m", LocalBackendConfig(device="cpu", use_bf16=use_bf16)
+    )
+
+
+def _adapter(runtime) -> LoRAAdapter:
+    """A trained-looking adapter: B is not zero, so every delta changes the output."""
+    adapter = LoRAAdapter.initialize(runtime.lora_modules, 4, target_suffixes(True, True, True), 0)
+    gen = torch.Generator().manual_seed(1)
+    for _, b in adapter.weights.values():
+        b.data.copy_(torch.randn(b.shape, generator=gen) * 0.05)
+    return adapter.snapshot()
+
+
+def _lean_logits(runtime, adapter, rows: list[list[int]], steps: int) -> torch.Tensor:
+    """Last-position logits of each row after prefilling all but its last `steps` tokens
+    (left-padded to one width) and then decoding those one token at a time."""
+    prompts = [r[:-steps] for r in rows]
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    valid = torch.ones(len(rows), width + steps, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p)
+        valid[i, : width - len(p)] = False
+    positions = (valid[:, :width].long().cumsum(-1) - 1).clamp(min=0)
+    decoder = runtime.lean_decoder
+    cache, bound = decoder.new_cache(valid), decoder.bind(adapter)
+    with torch.no_grad(), runtime.autocast():
+        hidden = decoder.forward(ids, positions, cache, bound)
+        last = positions[:, -1]
+        for k in range(steps, 0, -1):
+            token = torch.tensor([r[-k] for r in rows])[:, None]
+            last = last + 1
+            hidden = decoder.forward(token, last[:, None], cache, bound)
+        return runtime.logits_fp32(hidden[:, -1], adapter)
+
+
+def _reference_logits(runtime, adapter, rows: list[list[int]]) -> torch.Tensor:
+    with torch.no_grad(), runtime.autocast():
+        out = []
+        for r in rows:
+            hidden, _ = runtime.hidden_states(torch.tensor([r]), None, adapter)
+            out.append(runtime.logits_fp32(hidden[0, -1], adapter))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("use_bf16, atol", [(False, 1e-4), (True, 5e-2)])
+def test_lean_forward_matches_transformers_with_adapter_and_padding(use_bf16, atol):
+    runtime = _runtime(use_bf16)
+    assert isinstance(runtime.lean_decoder, LeanDecoder)
+    adapter = _adapter(runtime)
+    gen = torch.Generator().manual_seed(0)
+    rows = [torch.randint(0, 300, (n,), generator=gen).tolist() for n in (7, 12, 12, 20)]
+    lean = _lean_logits(runtime, adapter, rows, steps=4)
+    reference = _reference_logits(runtime, adapter, rows)
+    lean_lp, ref_lp = lean.log_softmax(-1), reference.log_softmax(-1)
+    assert (lean_lp - ref_lp).abs().max().item() < atol
+    base = _reference_logits(runtime, None, rows).log_softmax(-1)
+    assert (base - ref_lp).abs().max().item() > 10 * atol  # the adapter did change the output
+
+
+def test_models_of_other_architectures_fall_back_with_a_reason():
+    odd = SimpleNamespace(config=SimpleNamespace(model_type="gpt2"))
+    assert "gpt2" in lean_decoder_for(odd, {})
+    gelu = SimpleNamespace(config=SimpleNamespace(model_type="llama", hidden_act="gelu"))
+    assert "gelu" in lean_decoder_for(gelu, {})
+    sliding = SimpleNamespace(
+        config=SimpleNamespace(model_type="qwen2", hidden_act="silu", use_sliding_window=True)
+    )
+    assert "sliding" in lean_decoder_for(sliding, {})
