@@ -143,6 +143,10 @@ def run_trl(args: argparse.Namespace) -> tuple[list[dict], dict]:
         learning_rate=1e-4,
         max_steps=args.steps,
         bf16=args.variant == "autocast",
+        # TRL's SFT-derived configs default to gradient checkpointing, which also turns the KV
+        # cache off in generation (every new token re-reads the whole sequence): 4x slower
+        # sampling here. Off, as anyone tuning TRL for speed at this size would set it.
+        gradient_checkpointing=False,
         use_cpu=True,
         report_to="none",
         save_strategy="no",
@@ -213,6 +217,8 @@ def run_trl(args: argparse.Namespace) -> tuple[list[dict], dict]:
         ),
         "lora_targets": TRL_LORA_TARGETS,
         "lora_alpha": lora.lora_alpha,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "generation_kv_cache": trainer.generation_config.use_cache,
     }
     ends = [r.pop("end") for r in records]
     for i, record in enumerate(records):

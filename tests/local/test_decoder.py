@@ -39,14 +39,14 @@ def _lean_logits(runtime, adapter, rows: list[list[int]], steps: int) -> torch.T
         valid[i, : width - len(p)] = False
     positions = (valid[:, :width].long().cumsum(-1) - 1).clamp(min=0)
     decoder = runtime.lean_decoder
-    cache, bound = decoder.new_cache(valid), decoder.bind(adapter)
+    cache, bound = decoder.new_cache(valid), decoder.bind(adapter, merge=True)
     with torch.no_grad(), runtime.autocast():
-        hidden = decoder.forward(ids, positions, cache, bound)
+        hidden = decoder.forward(ids, positions, bound, cache=cache)
         last = positions[:, -1]
         for k in range(steps, 0, -1):
             token = torch.tensor([r[-k] for r in rows])[:, None]
             last = last + 1
-            hidden = decoder.forward(token, last[:, None], cache, bound)
+            hidden = decoder.forward(token, last[:, None], bound, cache=cache)
         return runtime.logits_fp32(hidden[:, -1], adapter)
 
 
@@ -76,10 +76,10 @@ def test_lean_forward_matches_transformers_with_adapter_and_padding(use_bf16, at
 
 def test_models_of_other_architectures_fall_back_with_a_reason():
     odd = SimpleNamespace(config=SimpleNamespace(model_type="gpt2"))
-    assert "gpt2" in lean_decoder_for(odd, {})
+    assert "gpt2" in lean_decoder_for(odd, {}, None)
     gelu = SimpleNamespace(config=SimpleNamespace(model_type="llama", hidden_act="gelu"))
-    assert "gelu" in lean_decoder_for(gelu, {})
+    assert "gelu" in lean_decoder_for(gelu, {}, None)
     sliding = SimpleNamespace(
         config=SimpleNamespace(model_type="qwen2", hidden_act="silu", use_sliding_window=True)
     )
-    assert "sliding" in lean_decoder_for(sliding, {})
+    assert "sliding" in lean_decoder_for(sliding, {}, None)

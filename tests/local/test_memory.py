@@ -15,9 +15,8 @@ from tinker_cookbook.local.runtime import padded_width
 def test_padded_batches_take_few_widths_and_score_as_if_alone(service):
     runtime = service.runtime("tiny-qwen3-1m")
     widths: list[int] = []
-    hook = runtime.decoder.register_forward_pre_hook(
-        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
-        with_kwargs=True,
+    hook = runtime.model.get_input_embeddings().register_forward_pre_hook(
+        lambda module, args: widths.append(args[0].shape[1])
     )
     gen = torch.Generator().manual_seed(0)
     batches = [

@@ -1,22 +1,27 @@
-"""A lean decoder forward for sampling: the loaded model's own weights, few Python calls.
+"""A lean decoder forward: the loaded model's own weights, few Python calls, explicit dtypes.
 
-Transformers' generic forward makes about a hundred module calls per layer per token (plus our
-LoRA wrappers and cache bookkeeping); on small models that outweighs the arithmetic: sampling
-64 tokens for 8 prompts on a 12M-parameter model spent over 80% of its time there. This path
-runs the same operations in the same order and dtypes (so a sampled token's logprob matches
-the training forward's up to batching noise) directly on the runtime's modules' weights, with
-the adapter an argument, and keys and values in a cache allocated once for the whole
-generation. Architectures it does not know keep transformers' forward (`lean_decoder_for`
-says why, and the sampler falls back).
+Transformers' generic forward makes about a hundred module calls per layer (plus our LoRA
+wrappers, autocast's casts and cache bookkeeping); on small models that outweighs the
+arithmetic: sampling 64 tokens for 8 prompts on a 12M-parameter model spent over 80% of its
+time there. This path runs the same computation on the runtime's modules' weights, with
+projections that read one input fused into one matmul, the adapter an argument, and keys and
+values (when sampling) in a cache allocated once for the whole generation. Sampling, scoring
+and training all use it, so a sampled token's logprob is the one the scorer and the trainer
+compute. Matmuls run in the weights' dtype (bf16 under `use_bf16`), norms and the residual
+stream as in transformers; on CPU attention runs in fp32, whose kernels there are both
+faster (3x in training at 134 tokens) and finer than bf16's. Architectures it does not know
+keep transformers' forward (`lean_decoder_for` says why).
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from tinker_cookbook.local.lora import LoRAAdapter, LoRALinear
 
@@ -40,19 +45,20 @@ class FusedLinear:
             raise KeyError("some of the fused Linears have a bias and some do not")
         self.packed = _packed_for_decode(self.weight)
 
-    def bind(self, adapter: LoRAAdapter | None) -> BoundLinear:
-        """This projection under `adapter`. Where weights are packed (CPU, bf16) the adapter
-        is merged into a packed copy for the generation: a few-row decode step would
-        otherwise spend ~40% of its time on the deltas' tiny matmuls. Elsewhere (GPU, fp32)
-        the deltas stay separate, as in the training forward, and cost no memory."""
+    def bind(self, adapter: LoRAAdapter | None, merge: bool) -> BoundLinear:
+        """This projection under `adapter`: its deltas as differentiable (A, scaled B) in the
+        weights' dtype, exactly as the training forward applies them. With `merge` and packed
+        weights (CPU, bf16), one-token decode steps instead use the adapter merged into a
+        packed copy: a few-row step would otherwise spend ~40% of its time on the deltas'
+        tiny matmuls (their logprobs move by bf16 rounding, ~1e-3)."""
         delta = self._delta(adapter)
         if delta is None:
-            return BoundLinear(self.weight, self.packed, self.bias, None)
-        if self.packed is None:
-            return BoundLinear(self.weight, None, self.bias, delta)
-        a, b = delta
-        merged = torch.addmm(self.weight, b.to(self.weight.dtype), a.to(self.weight.dtype))
-        return BoundLinear(merged, _packed_for_decode(merged), self.bias, None)
+            return BoundLinear(self.weight, self.bias, None, self.packed)
+        a, b = (t.to(self.weight.dtype) for t in delta)
+        packed = None
+        if merge and self.packed is not None:
+            packed = _packed_for_decode(torch.addmm(self.weight, b.detach(), a.detach()))
+        return BoundLinear(self.weight, self.bias, (a, b), packed)
 
     def _delta(self, adapter: LoRAAdapter | None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """`adapter`'s deltas as one (A [n*r, in], scaled block-diagonal B [out, n*r])."""
@@ -71,25 +77,23 @@ class FusedLinear:
 
 @dataclass(frozen=True)
 class BoundLinear:
-    """A fused projection with one adapter applied: merged into (packed) weights, or as a
-    separate low-rank delta."""
+    """A fused projection with one adapter applied: the base weights plus the adapter's
+    low-rank delta, and optionally the whole of it packed for one-token steps."""
 
     weight: torch.Tensor
-    packed: torch.Tensor | None
     bias: torch.Tensor | None
     delta: tuple[torch.Tensor, torch.Tensor] | None
+    packed: torch.Tensor | None  # weight + delta, packed (CPU bf16), for one-token inputs
 
     def __call__(self, x: torch.Tensor, one_token: bool) -> torch.Tensor:
+        x = x.to(self.weight.dtype)  # what autocast does for a matmul
         if one_token and self.packed is not None:  # bit-identical to F.linear, ~1.7x faster
-            out = torch.ops.mkldnn._linear_pointwise(
-                x.to(self.weight.dtype), self.packed, self.bias, "none", [], ""
-            )
-        else:
-            out = F.linear(x, self.weight, self.bias)
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        out = F.linear(x, self.weight, self.bias)
         if self.delta is None:
             return out
         a, b = self.delta
-        return out + (x.to(a.dtype) @ a.t() @ b.t()).to(out.dtype)
+        return out + (x @ a.t()) @ b.t()
 
 
 def _packed_for_decode(weight: torch.Tensor) -> torch.Tensor | None:
@@ -123,16 +127,15 @@ class _Layer:
     input_norm: nn.Module
     qkv: FusedLinear
     o: FusedLinear
-    q_norm: nn.Module | None
-    k_norm: nn.Module | None
+    # q_norm's and k_norm's weights, one row per head of q then k (Qwen3); None without them
+    qk_norm_weight: torch.Tensor | None
+    qk_norm_eps: float
     post_norm: nn.Module
     gate_up: FusedLinear
     down: FusedLinear
-    q_size: int
-    kv_size: int
 
-    def bind(self, adapter: LoRAAdapter | None) -> list[BoundLinear]:
-        return [f.bind(adapter) for f in (self.qkv, self.o, self.gate_up, self.down)]
+    def bind(self, adapter: LoRAAdapter | None, merge: bool) -> list[BoundLinear]:
+        return [f.bind(adapter, merge) for f in (self.qkv, self.o, self.gate_up, self.down)]
 
 
 class KVCache:
@@ -146,6 +149,12 @@ class KVCache:
         self.length = 0
         self.key_valid = key_valid  # [B, capacity]: False exactly at left padding
         self.padded = not bool(key_valid.all())
+        # A one-token step sees every filled position but padding: one [B, 1, 1, capacity]
+        # mask, made once and sliced per step (building it per step cost ~20% of a decode).
+        self.step_mask = key_valid[:, None, None, :] if self.padded else None
+
+    def one_token_mask(self) -> torch.Tensor | None:
+        return None if self.step_mask is None else self.step_mask[..., : self.length + 1]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Store this block's [B, heads, T, d] keys/values at the next T positions; returns
@@ -167,10 +176,14 @@ class KVCache:
                     store[i] = t.index_select(0, rows)
         self.key_valid = self.key_valid.index_select(0, rows)
         self.padded = not bool(self.key_valid.all())
+        self.step_mask = self.key_valid[:, None, None, :] if self.padded else None
 
 
-def lean_decoder_for(model: nn.Module, modules: dict[str, LoRALinear]) -> LeanDecoder | str:
-    """The lean decoder of `model`, or why it has none (then transformers' forward is used)."""
+def lean_decoder_for(
+    model: nn.Module, modules: dict[str, LoRALinear], attention_dtype: torch.dtype | None
+) -> LeanDecoder | str:
+    """The lean decoder of `model`, or why it has none (then transformers' forward is used).
+    `attention_dtype`: what attention runs in (None: the weights' dtype)."""
     config = model.config
     if config.model_type not in LEAN_MODEL_TYPES:
         return f"model type {config.model_type!r} is not one of {sorted(LEAN_MODEL_TYPES)}"
@@ -181,15 +194,21 @@ def lean_decoder_for(model: nn.Module, modules: dict[str, LoRALinear]) -> LeanDe
     ):
         return "it uses sliding-window attention"
     try:
-        return LeanDecoder(model, modules)
+        return LeanDecoder(model, modules, attention_dtype)
     except (AttributeError, KeyError) as exc:
         return f"its modules are not laid out as expected ({exc})"
 
 
 class LeanDecoder:
-    """The forward pass of a Llama-family decoder over a `KVCache`, for sampling (no grad)."""
+    """The forward pass of a Llama-family decoder: over whole sequences (scoring, training;
+    differentiable in the adapter) or step by step over a `KVCache` (sampling)."""
 
-    def __init__(self, model: nn.Module, modules: dict[str, LoRALinear]):
+    def __init__(
+        self,
+        model: nn.Module,
+        modules: dict[str, LoRALinear],
+        attention_dtype: torch.dtype | None,
+    ):
         inner = model.get_decoder()
         config = model.config
         self.embed = inner.embed_tokens
@@ -201,33 +220,45 @@ class LeanDecoder:
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
         self.scaling = self.head_dim**-0.5
+        self.attention_dtype = attention_dtype
+        self._merged: dict[int, list[list[BoundLinear]]] = {}
         wrapped = {id(m) for m in modules.values()}
-        self.layers = []
-        for layer in inner.layers:
-            attn, mlp = layer.self_attn, layer.mlp
-            lin = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj]
-            lin += [mlp.gate_proj, mlp.up_proj, mlp.down_proj]
-            if any(id(m) not in wrapped for m in lin):
-                raise KeyError("a projection is not a LoRA-wrapped Linear")
-            self.layers.append(
-                _Layer(
-                    layer.input_layernorm,
-                    FusedLinear(lin[:3]),
-                    FusedLinear([lin[3]]),
-                    getattr(attn, "q_norm", None),
-                    getattr(attn, "k_norm", None),
-                    layer.post_attention_layernorm,
-                    FusedLinear(lin[4:6]),
-                    FusedLinear([lin[6]]),
-                    lin[0].out_features,
-                    lin[1].out_features,
-                )  # fmt: skip
-            )
+        self.layers = [self._layer(layer, wrapped) for layer in inner.layers]
 
-    def bind(self, adapter: LoRAAdapter | None) -> list[list[BoundLinear]]:
-        """`adapter`'s deltas joined the way the fused projections need them, once per
-        generation (not per step)."""
-        return [layer.bind(adapter) for layer in self.layers]
+    def _layer(self, layer: nn.Module, wrapped: set[int]) -> _Layer:
+        attn, mlp = layer.self_attn, layer.mlp
+        lin = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj]
+        lin += [mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+        if any(id(m) not in wrapped for m in lin):
+            raise KeyError("a projection is not a LoRA-wrapped Linear")
+        q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
+        qk_weight, eps = None, 0.0
+        if q_norm is not None and k_norm is not None:
+            qk_weight = torch.cat(
+                [
+                    q_norm.weight.detach().expand(self.num_heads, -1),
+                    k_norm.weight.detach().expand(self.num_kv_heads, -1),
+                ]
+            )
+            eps = q_norm.variance_epsilon
+        return _Layer(
+            layer.input_layernorm, FusedLinear(lin[:3]), FusedLinear([lin[3]]), qk_weight,
+            eps, layer.post_attention_layernorm, FusedLinear(lin[4:6]), FusedLinear([lin[6]]),
+        )  # fmt: skip
+
+    def bind(self, adapter: LoRAAdapter | None, merge: bool) -> list[list[BoundLinear]]:
+        """`adapter` applied to every projection (see `FusedLinear.bind`). A merged binding of
+        an adapter nothing trains (a sampling snapshot, a loaded checkpoint: no tensor needs
+        gradients) is kept while that adapter lives, so a run's many generations under one
+        snapshot merge it once."""
+        frozen = adapter is not None and not any(t.requires_grad for t in adapter.parameters())
+        if not (merge and frozen):  # merging a trained adapter would go stale at its next step
+            return [layer.bind(adapter, merge=False) for layer in self.layers]
+        key = id(adapter)
+        if key not in self._merged:
+            self._merged[key] = [layer.bind(adapter, merge) for layer in self.layers]
+            weakref.finalize(adapter, self._merged.pop, key, None)
+        return self._merged[key]
 
     def new_cache(self, key_valid: torch.Tensor) -> KVCache:
         return KVCache(len(self.layers), key_valid.shape[1], key_valid)
@@ -236,65 +267,88 @@ class LeanDecoder:
         self,
         ids: torch.Tensor,
         positions: torch.Tensor,
-        cache: KVCache,
         bound: list[list[BoundLinear]],
+        cache: KVCache | None = None,
+        key_valid: torch.Tensor | None = None,
+        checkpoint_layers: bool = False,
     ) -> torch.Tensor:
-        """Hidden states [B, T, H] of `ids` [B, T] at `positions` under the adapter `bound`
-        by `bind`, appended to `cache`."""
-        hidden = self.embed(ids)
-        cos, sin = self.rotary(hidden, positions)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        mask = _attention_mask(cache, ids.shape[1])
-        batch, width = ids.shape
+        """Final hidden states [B, T, H] of `ids` [B, T] at `positions` under the adapter
+        `bound` by `bind`. With a `cache`, the block is appended to it; without, the rows are
+        whole sequences whose padding `key_valid` [B, T] marks (None: none).
+        `checkpoint_layers` recomputes each layer in backward instead of keeping it."""
+        with torch.autocast(ids.device.type, enabled=False):
+            hidden = self.embed(ids)
+            cos, sin = self.rotary(hidden, positions)
+            cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads: [B, T, 1, d]
+            start = cache.length if cache is not None else 0
+            if cache is not None:
+                key_valid, padded = cache.key_valid, cache.padded
+            else:
+                padded = key_valid is not None and not bool(key_valid.all())
+            if cache is not None and ids.shape[1] == 1:
+                mask = cache.one_token_mask()
+            else:
+                mask = _attention_mask(key_valid, padded, start, ids.shape[1])
+            for index, (layer, weights) in enumerate(zip(self.layers, bound, strict=True)):
+                args = (layer, weights, hidden, cos, sin, mask, cache, index)
+                if checkpoint_layers and torch.is_grad_enabled():
+                    hidden = checkpoint(self._layer_forward, *args, use_reentrant=False)
+                else:
+                    hidden = self._layer_forward(*args)
+            if cache is not None:
+                cache.length += ids.shape[1]
+            return _rms_norm(self.final_norm, hidden)
+
+    def _layer_forward(
+        self,
+        layer: _Layer,
+        weights: list[BoundLinear],
+        hidden: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        index: int,
+    ) -> torch.Tensor:
+        qkv, o, gate_up, down = weights
+        batch, width = hidden.shape[:2]
         one_token = width == 1
-        device_type = ids.device.type
-        attn_dtype = (
-            torch.get_autocast_dtype(device_type)
-            if torch.is_autocast_enabled(device_type)
-            else None
+        heads = qkv(_rms_norm(layer.input_norm, hidden), one_token).view(
+            batch, width, -1, self.head_dim
         )
-        for index, (layer, (qkv, o, gate_up, down)) in enumerate(
-            zip(self.layers, bound, strict=True)
-        ):
-            residual = hidden
-            x = _rms_norm(layer.input_norm, hidden)
-            q, k, v = qkv(x, one_token).split([layer.q_size, layer.kv_size, layer.kv_size], -1)
-            q = q.view(batch, width, -1, self.head_dim)
-            k = k.view(batch, width, -1, self.head_dim)
-            v = v.view(batch, width, -1, self.head_dim)
-            if layer.q_norm is not None:
-                q, k = _rms_norm(layer.q_norm, q), _rms_norm(layer.k_norm, k)
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-            q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-            if attn_dtype is not None:  # what autocast would cast the whole cache to, per step
-                k, v = k.to(attn_dtype), v.to(attn_dtype)
-            keys, values = cache.write(index, k, v)
-            attn = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=mask, scale=self.scaling,
-                is_causal=mask is None and width > 1,
-                enable_gqa=self.num_kv_heads != self.num_heads,
-            )  # fmt: skip
-            attn = attn.transpose(1, 2).reshape(batch, width, -1)
-            hidden = residual + o(attn, one_token)
-            residual = hidden
-            gate, up = gate_up(_rms_norm(layer.post_norm, hidden), one_token).chunk(2, -1)
-            hidden = residual + down(F.silu(gate) * up, one_token)
-        cache.length += width
-        return _rms_norm(self.final_norm, hidden)
+        qk, v = heads.split([self.num_heads + self.num_kv_heads, self.num_kv_heads], dim=2)
+        if layer.qk_norm_weight is not None:  # q_norm and k_norm at once
+            normed = F.rms_norm(qk.float(), qk.shape[-1:], eps=layer.qk_norm_eps)
+            qk = layer.qk_norm_weight * normed.to(qk.dtype)
+        qk = (qk * cos + _rotate_half(qk) * sin).transpose(1, 2)
+        q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
+        dtype = self.attention_dtype or o.weight.dtype
+        q, k, v = q.to(dtype), k.to(dtype), v.transpose(1, 2).to(dtype)
+        if cache is not None:
+            k, v = cache.write(index, k, v)
+        attn = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, scale=self.scaling, is_causal=mask is None and width > 1,
+            enable_gqa=self.num_kv_heads != self.num_heads,
+        )  # fmt: skip
+        hidden = hidden + o(attn.transpose(1, 2).reshape(batch, width, -1), one_token)
+        gate, up = gate_up(_rms_norm(layer.post_norm, hidden), one_token).chunk(2, dim=-1)
+        return hidden + down(F.silu(gate) * up, one_token)
 
 
-def _attention_mask(cache: KVCache, width: int) -> torch.Tensor | None:
-    """Which filled keys each new position sees: earlier and its own positions that are not
-    padding. None where causal order alone says it (no padding: the fused kernels' path).
-    A padding position sees itself, so no row is fully masked (that would give NaNs)."""
-    start, end = cache.length, cache.length + width
-    if not cache.padded and (width == 1 or start == 0):
+def _attention_mask(
+    key_valid: torch.Tensor | None, padded: bool, start: int, width: int
+) -> torch.Tensor | None:
+    """Which keys each of `width` new positions (from `start`) sees: earlier and its own
+    positions that are not padding. None where causal order alone says it (no padding: the
+    fused kernels' path). A padding position sees itself, so no row is fully masked (that
+    would give NaNs)."""
+    if not padded and (width == 1 or start == 0):
         return None
-    device = cache.key_valid.device
+    end = start + width
+    device = key_valid.device
     query_pos = torch.arange(start, end, device=device)[:, None]
     key_pos = torch.arange(end, device=device)[None, :]
-    causal = key_pos <= query_pos  # [T, S]
-    visible = cache.key_valid[:, None, :end] & causal[None]  # [B, T, S]
+    visible = key_valid[:, None, :end] & (key_pos <= query_pos)[None]  # [B, T, S]
     visible |= (key_pos == query_pos)[None]
     return visible[:, None]  # [B, 1, T, S]
 

@@ -78,7 +78,10 @@ class LoRALinear(nn.Module):
         if pair is None:
             return out
         a, b = pair
-        return out + (x.to(a.dtype) @ a.t() @ b.t()).to(out.dtype) * adapter.scale
+        # The scale applies to the rank-r product, not the [tokens, out] one (a power of two
+        # by default, so exact either way); under autocast the matmuls cast their inputs.
+        low = x @ a.t() if torch.is_autocast_enabled(x.device.type) else x.to(a.dtype) @ a.t()
+        return out + ((low * adapter.scale) @ b.t()).to(out.dtype)
 
 
 def wrap_lora_targets(model: nn.Module, slot: AdapterSlot) -> dict[str, LoRALinear]:

@@ -130,6 +130,10 @@ class ModelRuntime:
                 if module is not self.lm_head:
                     module.base.to(torch.bfloat16)
         self._unembed_path = self.lm_head.path
+        # One fp32 copy of bf16 (GPU) unembedding weights, made here: a copy made lazily under
+        # sampling's inference mode could not be saved for a later training backward.
+        weight = self.lm_head.weight
+        self._unembed_copy = None if weight.dtype == torch.float32 else weight.detach().float()
         self.tokenizer: PreTrainedTokenizerBase = get_tokenizer(settings.name)
         self.vocab_size = int(self.model.config.vocab_size)
         self.decoder = self.model.get_decoder()
@@ -139,7 +143,9 @@ class ModelRuntime:
         self.lean_decoder: LeanDecoder | None = self._lean_decoder()
 
     def _lean_decoder(self) -> LeanDecoder | None:
-        decoder = lean_decoder_for(self.model, self.lora_modules)
+        # CPU attention kernels are faster (and finer) in fp32 than in bf16; see decoder.py.
+        attention_dtype = torch.float32 if self.device.type == "cpu" else None
+        decoder = lean_decoder_for(self.model, self.lora_modules, attention_dtype)
         if isinstance(decoder, LeanDecoder):
             return decoder
         logger.warning("%s samples through transformers' forward (slower): %s", self.name, decoder)
@@ -231,12 +237,7 @@ class ModelRuntime:
 
     @property
     def _unembed_fp32(self) -> torch.Tensor:
-        weight = self.lm_head.weight
-        if weight.dtype == torch.float32:
-            return weight
-        if getattr(self, "_unembed_cache", None) is None:  # one fp32 copy (bf16 GPU weights)
-            self._unembed_cache = weight.detach().float()
-        return self._unembed_cache
+        return self._unembed_copy if self._unembed_copy is not None else self.lm_head.weight
 
     def _all_logprobs(self, hidden: torch.Tensor, adapter: LoRAAdapter | None) -> torch.Tensor:
         logits = self.logits_fp32(hidden, adapter)
@@ -299,7 +300,17 @@ class ModelRuntime:
         # Without padding, no mask lets attention take its fused causal path.
         attention_mask = None if min(lengths) == width else mask
         with self.autocast():
-            hidden, _ = self.hidden_states(ids, attention_mask, adapter)
+            if self.lean_decoder is not None:
+                positions = torch.arange(width, device=self.device).expand(len(inputs), -1)
+                hidden = self.lean_decoder.forward(
+                    ids,
+                    positions,
+                    self.lean_decoder.bind(adapter, merge=False),
+                    key_valid=None if attention_mask is None else mask.bool(),
+                    checkpoint_layers=self.settings.gradient_checkpointing,
+                )
+            else:
+                hidden, _ = self.hidden_states(ids, attention_mask, adapter)
             flat_hidden = hidden[mask.bool()]
             flat_targets = torch.cat([t.to(self.device) for t in targets])
             scores = self.score_positions(flat_hidden, flat_targets, adapter, topk)

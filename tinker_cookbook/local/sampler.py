@@ -115,11 +115,11 @@ class _LeanSteps:
     def __init__(self, decoder: LeanDecoder, adapter, mask: torch.Tensor, capacity: int):
         key_valid = torch.ones(mask.shape[0], capacity, dtype=torch.bool, device=mask.device)
         key_valid[:, : mask.shape[1]] = mask.bool()
-        self.decoder, self.bound = decoder, decoder.bind(adapter)
+        self.decoder, self.bound = decoder, decoder.bind(adapter, merge=True)
         self.cache = decoder.new_cache(key_valid)
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.decoder.forward(ids, positions, self.cache, self.bound)[:, -1]
+        return self.decoder.forward(ids, positions, self.bound, cache=self.cache)[:, -1]
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         self.cache.keep_rows(rows)
@@ -171,7 +171,7 @@ def generate(
     else:
         steps = _TransformersSteps(runtime, adapter, mask)
     active = list(range(len(jobs)))
-    with torch.no_grad(), runtime.autocast():
+    with torch.inference_mode(), runtime.autocast():
         hidden = steps(ids, positions)
         last_pos = positions[:, -1]
         for step in range(longest):

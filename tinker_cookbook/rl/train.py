@@ -166,6 +166,9 @@ async def run_rl(
             if start < total
             else None
         )
+        # Wall time of a step: from the end of the previous one to this step's new sampler;
+        # its evaluations and checkpoints are not counted (the next step's time starts after).
+        step_clock = time.perf_counter()
         for step in range(start, total):
             rollouts = await pending
             if config.max_steps_off_policy and step + 1 < total:
@@ -178,6 +181,7 @@ async def run_rl(
                 metrics.update(await compute_post_kl(data, sampler))
             if not config.max_steps_off_policy and step + 1 < total:
                 pending = asyncio.create_task(_rollouts(config, sources, sampler, step + 1))
+            metrics["time/step"] = time.perf_counter() - step_clock
             done = step + 1
             if evaluators and config.eval_every and done % config.eval_every == 0:
                 metrics.update(await run_evaluators(evaluators, sampler))
@@ -186,6 +190,7 @@ async def run_rl(
                 state = {"step": done, **record}
                 await save_checkpoint_async(client, f"{done:06d}", config.log_path, state)
             bar.update(1)
+            step_clock = time.perf_counter()
         final = await save_checkpoint_async(
             client, "final", config.log_path, {"step": total, **record}, kind="both"
         )
@@ -280,7 +285,7 @@ async def _train_on(
     all_groups = [g for groups in rollouts.source_groups for g in groups if g is not None]
     metrics: Metrics = trajectory_group_metrics(all_groups)
     data: list[types.Datum] = []
-    dropped_total = 0
+    dropped_total, scoring_s = 0, 0.0
     for source, builders, groups in zip(
         sources, rollouts.builders, rollouts.source_groups, strict=True
     ):
@@ -290,17 +295,21 @@ async def _train_on(
             datums, disagreement = await recompute_student_logprobs(client, datums)
             metrics[f"student_logprob_disagreement/{source.name}"] = disagreement
         if source.post_process is not None and datums:
+            scoring_start = time.perf_counter()
             datums, extra = await source.post_process(datums, origins, builders)
             metrics.update(extra)
+            scoring_s += time.perf_counter() - scoring_start
         data += datums
     if not data:
         raise RuntimeError(f"step {step}: no trajectory had a sampled token to train on")
     lr = config.learning_rate * lr_multiplier(
         config.lr_schedule, step, total, config.lr_warmup_steps
     )
+    optim_start = time.perf_counter()
     step_metrics, train_logprobs = await train_step(
         client, data, lr, config.num_substeps, config.loss_fn, config.loss_fn_config
     )
+    optim_s = time.perf_counter() - optim_start
     metrics.update(step_metrics | kl_sample_train(data, train_logprobs))
     sampled = sum(float(d.loss_fn_inputs["mask"].to_numpy().sum()) for d in data)
     metrics.update(
@@ -314,6 +323,8 @@ async def _train_on(
             "progress/step": step,
             "progress/fraction": (step + 1) / total,
             "time/rollouts": rollouts.seconds,
+            "time/teacher_scoring": scoring_s,
+            "time/optim": optim_s,
             "time/train": time.perf_counter() - start,
         }
     )
