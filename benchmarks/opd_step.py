@@ -17,6 +17,8 @@ rank 8, learning rate 1e-4:
   JSD at beta=1 is KL(student || teacher), the reverse KL; beta=0 is the forward KL), fp32
   weights and `bf16=True` (CPU autocast); LoRA r=8, alpha 16 on attention and MLP (not
   lm_head) via peft; replies forced to exactly `--max-tokens` tokens (`min_new_tokens`);
+  `gradient_checkpointing=False` (TRL's default, True, also turns the generation KV cache off,
+  which made its steps 3-4x slower here: its best is without);
 - trl_bf16_weights: the same with both models loaded in bfloat16 and no autocast.
 TRL goes into .cache/opd-bench/trl-VERSION with pip (reused when there; the children put it on
 PYTHONPATH), never into the project's environment. Then ours runs at each `--scaling-batches`
@@ -28,7 +30,8 @@ size, and once for `--memory-steps` steps. Progress goes to stderr; stdout gets 
   `split_s` (ours: sampling = time/rollouts, and the loop's other time/* metrics as it logs
   them, all of which are in `metrics_s`; TRL: generation, teacher forward, the rest);
   `setup` (LoRA targets, precision); `per_round_s_per_step`.
-- trl_best, the faster TRL variant; ratio = its s_per_step / ours' (goal >= 2).
+- trl_best, the faster TRL variant; ratio = its s_per_step / ours' (goal >= 2);
+  tok_per_s_ratio = ours' sampled tok/s / its (ours may stop a reply early).
 - scaling: ours' s_per_step at each batch size and a least-squares line of it against sampled
   tokens per step: slope_s_per_token, intercept_s, r2 (goal >= 0.95).
 - memory: ours' resident memory (and glibc heap in use) after warm-up (median over 5 steps from
@@ -373,6 +376,10 @@ def main() -> None:
         result["trl_best"] = best
         result["ratio"] = result[best]["s_per_step"] / result["ours"]["s_per_step"]
         result["ratio_goal_met"] = result["ratio"] >= 2
+        # Ours may sample fewer tokens (a reply can end at the stop token): per token too.
+        result["tok_per_s_ratio"] = (
+            result["ours"]["sampled_tok_per_s"] / result[best]["sampled_tok_per_s"]
+        )
         points = []
         for batch in scaling:
             if batch == args.batch:

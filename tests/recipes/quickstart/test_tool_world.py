@@ -7,6 +7,7 @@ evaluates through the library's public entry points."""
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -269,7 +270,12 @@ def test_the_stage_runs_end_to_end_and_a_rerun_reuses_its_finished_runs(tmp_path
     # mean is checked with known policies in the task-reward test above).
     evaluations = {"base": 0.0, "student_start": 0.0, "teacher": 0.0, "after": 0.0}
     assert result["env_errors"] == evaluations
-    assert result["steps"] == 1 and result["first_teacher_kl"] == result["last_teacher_kl"] > 0
+    # One step: first and last are the same measurement. A single-sample estimate of reverse
+    # KL between a 1-step student and a 2-step teacher can fall on either side of 0, but it is
+    # computed (finite) and not 0: the teacher differs from the student.
+    kl = result["first_teacher_kl"]
+    assert result["steps"] == 1 and kl == result["last_teacher_kl"]
+    assert math.isfinite(kl) and kl != 0.0
     assert set(result["seconds"]) == {
         "teacher_sft", "student_sft", "eval_base", "eval_student_start", "eval_teacher",
         "distillation", "eval_after",
