@@ -66,14 +66,24 @@ def test_no_internet_tasks_are_refused_clearly_on_podman_here(podman, tmp_path):
     assert containers() == []
 
 
+AS_FROM_A_TERMINAL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+
+
 def test_ctrl_c_mid_run_leaves_no_container(podman, tmp_path):
     assert containers() == []
     networks_before = networks()
-    command = [
-        sys.executable, "-m", "tinker_cookbook.recipes.harbor_rl.train", "model_name=tiny-qwen3-1m",
-        "environment=podman", "group_size=2", "groups_per_batch=2", "max_turns=3",
-        "max_tokens=16", "max_steps=50", "lora_rank=4", f"log_path={tmp_path / 'run'}",
+    args = [
+        "model_name=tiny-qwen3-1m", "environment=podman", "group_size=2", "groups_per_batch=2",
+        "max_turns=3", "max_tokens=16", "max_steps=50", "lora_rank=4",
+        f"log_path={tmp_path / 'run'}",
     ]  # fmt: skip
+    # The recipe as a terminal runs it: a shell's background job (CI may run the tests as one)
+    # starts its programs with SIGINT ignored, which a Ctrl-C in a terminal never meets.
+    command = [sys.executable, "-c", AS_FROM_A_TERMINAL, "tinker_cookbook.recipes.harbor_rl.train"]
+    command += args
     # 50 steps: far more than the run can do before the interrupt, so an interrupt it ignored
     # shows up as a run still going (or one that ends with 0), never as a race with its end.
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
