@@ -10,6 +10,7 @@ from tinker_cookbook.local import LocalBackendConfig
 from tinker_cookbook.local.decoder import LeanDecoder, lean_decoder_for
 from tinker_cookbook.local.lora import LoRAAdapter, target_suffixes
 from tinker_cookbook.local.runtime import RuntimeRegistry
+from tinker_cookbook.local.sampler import SequenceJob, generate
 
 
 def _runtime(use_bf16: bool):
@@ -83,3 +84,27 @@ def test_models_of_other_architectures_fall_back_with_a_reason():
         config=SimpleNamespace(model_type="qwen2", hidden_act="silu", use_sliding_window=True)
     )
     assert "sliding" in lean_decoder_for(sliding, {}, None)
+
+
+def test_a_model_without_a_lean_decoder_samples_through_transformers():
+    """The fallback for other architectures: same sampler, transformers' forward, and the
+    sampled logprobs are still the scorer's."""
+    runtime = _runtime(use_bf16=False)
+    runtime.lean_decoder = None  # as for an architecture lean_decoder_for refuses
+    adapter = _adapter(runtime)
+    prompts = [[5, 9, 20], [7, 8, 9, 10, 11, 12]]
+    jobs = [
+        SequenceJob(p, 6, 1.0, 0, 1.0, frozenset(), (), torch.Generator().manual_seed(i))
+        for i, p in enumerate(prompts)
+    ]
+    generate(runtime, jobs, adapter)
+    with torch.no_grad():
+        scores = runtime.sequence_logprobs(
+            [j.prompt + j.tokens[:-1] for j in jobs],
+            [torch.tensor(j.prompt[1:] + j.tokens) for j in jobs],
+            adapter,
+        )
+    for job, score in zip(jobs, scores, strict=True):
+        assert len(job.tokens) == 6
+        sampled = score.target_logprobs[-6:]
+        assert torch.allclose(sampled, torch.tensor(job.logprobs), atol=1e-4)

@@ -14,7 +14,6 @@ pass give for those tokens, which is what importance-sampling losses need.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from transformers import DynamicCache
@@ -147,14 +146,9 @@ class _TransformersSteps:
         self.mask = self.mask[rows]
 
 
-def generate(
-    runtime: ModelRuntime,
-    jobs: list[SequenceJob],
-    adapter: LoRAAdapter | None,
-    forward: Literal["auto", "transformers"] = "auto",
-) -> None:
-    """Fill each job's tokens/logprobs/stop_reason, sampling from `runtime` under `adapter`.
-    `forward="auto"` decodes through the runtime's lean decoder where it has one."""
+def generate(runtime: ModelRuntime, jobs: list[SequenceJob], adapter: LoRAAdapter | None) -> None:
+    """Fill each job's tokens/logprobs/stop_reason, sampling from `runtime` under `adapter`
+    (through its lean decoder where it has one, else transformers' forward)."""
     device = runtime.device
     width = padded_width([len(j.prompt) for j in jobs])
     ids = torch.zeros(len(jobs), width, dtype=torch.long)
@@ -166,7 +160,7 @@ def generate(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     longest = max(j.max_tokens for j in jobs)
     rows = RowSettings.of(jobs, runtime.vocab_size, device)
-    if forward == "auto" and runtime.lean_decoder is not None:
+    if runtime.lean_decoder is not None:
         steps = _LeanSteps(runtime.lean_decoder, adapter, mask, width + longest)
     else:
         steps = _TransformersSteps(runtime, adapter, mask)
