@@ -1,6 +1,6 @@
 """One measured run for `benchmarks/opd_step.py` (run by it, one fresh process per run).
 
-    python benchmarks/opd_child.py ours --student DIR --teacher DIR --prompts FILE ...
+    python benchmarks/opd_child.py ours [--compile] --student DIR --teacher DIR --prompts FILE ...
     python benchmarks/opd_child.py trl --variant autocast|bf16-weights ...   (TRL on PYTHONPATH)
 
 `ours` runs the project's on-policy distillation recipe in this process (its real loop and
@@ -59,6 +59,7 @@ def run_ours(args: argparse.Namespace) -> tuple[list[dict], dict]:
         eval_every=0,
         log_path=args.log_path,
         backend="local",
+        local_compile=args.compile,
     )
     start = time.perf_counter()
     on_policy_distillation.main(cli)
@@ -230,6 +231,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("side", choices=["ours", "trl"])
     parser.add_argument("--variant", choices=["autocast", "bf16-weights"], help="trl only")
+    parser.add_argument("--compile", action="store_true", help="ours: local_compile=True")
     parser.add_argument("--student", required=True)
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--prompts", required=True, help="DeepMath-schema JSONL")
@@ -241,6 +243,8 @@ def main() -> None:
     args = parser.parse_args()
     if (args.side == "trl") != (args.variant is not None):
         parser.error("--variant is required with trl and not taken by ours")
+    if args.side == "trl" and args.compile:
+        parser.error("--compile is ours only")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     with contextlib.redirect_stdout(sys.stderr):  # both print progress of their own

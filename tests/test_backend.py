@@ -4,7 +4,7 @@ import pytest
 import tinker
 
 from tinker_cookbook import local
-from tinker_cookbook.backend import make_service_client, resolve_backend
+from tinker_cookbook.backend import make_run_service_client, make_service_client, resolve_backend
 
 
 def test_auto_is_local_without_a_key_and_tinker_with_one(monkeypatch):
@@ -36,3 +36,12 @@ def test_bad_backend_names_are_rejected():
         make_service_client("gpu")
     with pytest.raises(ValueError, match="only apply to backend='local'"):
         make_service_client("tinker", checkpoint_dir="/tmp/x")
+
+
+def test_a_run_asks_the_local_backend_to_compile_only_when_it_uses_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    client = make_run_service_client("local", None, str(tmp_path), local_compile=True)
+    assert client.config.compile
+    monkeypatch.setenv("TINKER_API_KEY", "tml-dummy")
+    with pytest.raises(ValueError, match="local_compile=True applies to the local backend only"):
+        make_run_service_client("auto", None, str(tmp_path), local_compile=True)

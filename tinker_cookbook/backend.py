@@ -79,11 +79,19 @@ def make_run_service_client(
     log_path: str,
     base_model: str | None = None,
     rank: int | None = None,
+    local_compile: bool = False,
 ) -> ServiceClientLike:
     """The service client for a training run; locally its checkpoints live in the run's
     `log_path/checkpoints`, next to the `checkpoints.jsonl` that lists them."""
     if resolve_backend(backend) == "local":
-        return make_service_client("local", checkpoint_dir=f"{log_path}/checkpoints")
+        return make_service_client(
+            "local", checkpoint_dir=f"{log_path}/checkpoints", compile=local_compile
+        )
+    if local_compile:
+        raise ValueError(
+            "local_compile=True applies to the local backend only, and this run uses the "
+            "tinker backend (TINKER_API_KEY is set, or backend=tinker); drop local_compile"
+        )
     client = make_tinker_service_client(base_url, base_model=base_model, rank=rank)
     if base_model is not None:
         client.require_model(base_model)

@@ -59,6 +59,9 @@ class RunConfig:
     wandb_name: str | None = None
     backend: BackendName = "auto"
     base_url: str | None = None  # a Tinker-compatible server, with backend=tinker
+    # The local backend compiles its sampling steps and scoring passes (`torch.compile`):
+    # faster steps after a one-time compile; see `LocalBackendConfig.compile`.
+    local_compile: bool = False
 
     @chz.validate
     def _closed_sets(self) -> None:
@@ -76,7 +79,12 @@ def start_run(config: RunConfig) -> tuple[ServiceClientLike, dict | None]:
     backend comes first: a missing key, unreachable server or unserved model fails before
     anything is written."""
     service = make_run_service_client(
-        config.backend, config.base_url, config.log_path, config.model_name, config.lora_rank
+        config.backend,
+        config.base_url,
+        config.log_path,
+        config.model_name,
+        config.lora_rank,
+        local_compile=config.local_compile,
     )
     resuming = prepare_log_dir(config.log_path, config.behavior_if_log_dir_exists)
     last = get_last_checkpoint(config.log_path) if resuming else None

@@ -108,3 +108,65 @@ def test_a_model_without_a_lean_decoder_samples_through_transformers():
         assert len(job.tokens) == 6
         sampled = score.target_logprobs[-6:]
         assert torch.allclose(sampled, torch.tensor(job.logprobs), atol=1e-4)
+
+
+def _sample_and_score(runtime, adapter) -> tuple[list[SequenceJob], list[torch.Tensor]]:
+    """Three seeded generations (one ends early, so the batch shrinks mid-way) and the
+    scorer's logprobs of what they sampled."""
+    prompts = [[5, 9, 20], [7, 8, 9, 10, 11, 12], [3, 4]]
+    jobs = [
+        SequenceJob(p, n, 1.0, 0, 1.0, frozenset(), (), torch.Generator().manual_seed(i))
+        for i, (p, n) in enumerate(zip(prompts, (6, 3, 6), strict=True))
+    ]
+    generate(runtime, jobs, adapter)
+    with torch.inference_mode():
+        scores = runtime.sequence_logprobs(
+            [j.prompt + j.tokens[:-1] for j in jobs],
+            [torch.tensor(j.prompt[1:] + j.tokens) for j in jobs],
+            adapter,
+        )
+    return jobs, [s.target_logprobs for s in scores]
+
+
+def _compiling_runtime():
+    return RuntimeRegistry().get(
+        "tiny-qwen3-1m", LocalBackendConfig(device="cpu", use_bf16=True, compile=True)
+    )
+
+
+def test_compiled_decode_steps_and_scoring_compute_what_eager_ones_do(caplog):
+    eager = _runtime(use_bf16=True)
+    compiled = _compiling_runtime()
+    adapter = _adapter(eager)
+    want_jobs, want_scores = _sample_and_score(eager, adapter)
+    got_jobs, got_scores = _sample_and_score(compiled, adapter)
+    assert "compiling" not in caplog.text  # it compiled: no fallback to eager
+    assert compiled.lean_decoder._decode.compiled is not None
+    assert compiled.lean_decoder._sequence.compiled is not None
+    for want, got in zip(want_jobs, got_jobs, strict=True):
+        assert got.tokens == want.tokens
+        assert got.logprobs == pytest.approx(want.logprobs, abs=2e-2)
+    for want, got, job in zip(want_scores, got_scores, got_jobs, strict=True):
+        assert torch.allclose(got, want, atol=2e-2)
+        # sampled logprobs are the scorer's, compiled as well
+        assert torch.allclose(got[-len(job.tokens) :], torch.tensor(job.logprobs), atol=2e-2)
+
+
+def test_a_pass_that_fails_to_compile_runs_eagerly_and_says_why(monkeypatch, caplog):
+    def broken_compile(fn, **_):
+        def run(*args):
+            raise RuntimeError("no C++ compiler here")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    runtime = _compiling_runtime()
+    adapter = _adapter(runtime)
+    got_jobs, got_scores = _sample_and_score(runtime, adapter)
+    want_jobs, want_scores = _sample_and_score(_runtime(use_bf16=True), adapter)
+    assert "compiling the decode step failed" in caplog.text
+    assert "compiling scoring failed" in caplog.text
+    assert "no C++ compiler here" in caplog.text
+    assert [j.tokens for j in got_jobs] == [j.tokens for j in want_jobs]
+    for want, got in zip(want_scores, got_scores, strict=True):
+        assert torch.equal(got, want)

@@ -10,8 +10,8 @@ class LocalBackendConfig:
     """How the local backend runs; the defaults suit a laptop CPU and a single GPU alike.
 
     Each `ServiceClient` keeps its own settings: the batch limits travel with its requests, and
-    a model is shared only by clients whose `device`, `use_bf16` and `gradient_checkpointing`
-    agree (others get their own copy of it), so no client changes another's behaviour.
+    a model is shared only by clients whose `device`, `use_bf16`, `gradient_checkpointing` and
+    `compile` agree (others get their own copy of it), so no client changes another's behaviour.
     """
 
     # "auto": CUDA when available, else CPU. Or "cpu", "cuda", "cuda:1", ...
@@ -26,6 +26,12 @@ class LocalBackendConfig:
     max_train_batch_tokens: int = 8192
     # Recompute layer activations in backward (for long sequences on large models).
     gradient_checkpointing: bool = False
+    # torch.compile the passes that take no gradient (each sampling step, scoring) of models
+    # the lean decoder runs: fewer, fused kernels per step, after a one-time compile per
+    # model (tens of seconds on a small CPU; cached on disk for later runs). Pays on long
+    # runs. Needs a C++ compiler on CPU; where compiling fails, the pass runs eagerly and a
+    # warning says why.
+    compile: bool = False
     # Most of this client's sequences decoded together by one batched sampling pass.
     max_sampling_batch: int = 64
     # How long the engine waits for more concurrent requests before it runs a batch that

@@ -79,6 +79,7 @@ class RuntimeSettings:
     device: str  # resolved: "cpu", "cuda:0", ...
     use_bf16: bool
     gradient_checkpointing: bool
+    compile: bool
 
     @classmethod
     def of(cls, name: str, config: LocalBackendConfig) -> RuntimeSettings:
@@ -87,6 +88,7 @@ class RuntimeSettings:
             device=str(pick_device(config.device)),
             use_bf16=config.use_bf16,
             gradient_checkpointing=config.gradient_checkpointing,
+            compile=config.compile,
         )
 
     def differences(self, other: RuntimeSettings) -> str:
@@ -145,7 +147,9 @@ class ModelRuntime:
     def _lean_decoder(self) -> LeanDecoder | None:
         # CPU attention kernels are faster (and finer) in fp32 than in bf16; see decoder.py.
         attention_dtype = torch.float32 if self.device.type == "cpu" else None
-        decoder = lean_decoder_for(self.model, self.lora_modules, attention_dtype)
+        decoder = lean_decoder_for(
+            self.model, self.lora_modules, attention_dtype, self.settings.compile
+        )
         if isinstance(decoder, LeanDecoder):
             return decoder
         logger.warning("%s samples through transformers' forward (slower): %s", self.name, decoder)
