@@ -1,7 +1,7 @@
 """One measured run for `benchmarks/opd_step.py` (run by it, one fresh process per run).
 
     python benchmarks/opd_child.py ours [--compile] --student DIR --teacher DIR --prompts FILE ...
-    python benchmarks/opd_child.py trl --variant autocast|bf16-weights ...   (TRL on PYTHONPATH)
+    python benchmarks/opd_child.py trl --variant autocast|autocast-compile|bf16-weights ...   (TRL on PYTHONPATH)
 
 `ours` runs the project's on-policy distillation recipe in this process (its real loop and
 local backend) and notes, whenever the loop logs a step, the wall clock and the resident
@@ -143,7 +143,8 @@ def run_trl(args: argparse.Namespace) -> tuple[list[dict], dict]:
         gradient_accumulation_steps=1,
         learning_rate=1e-4,
         max_steps=args.steps,
-        bf16=args.variant == "autocast",
+        bf16=args.variant.startswith("autocast"),
+        torch_compile=args.variant == "autocast-compile",
         # TRL's SFT-derived configs default to gradient checkpointing, which also turns the KV
         # cache off in generation (every new token re-reads the whole sequence): 4x slower
         # sampling here. Off, as anyone tuning TRL for speed at this size would set it.
@@ -230,7 +231,9 @@ def run_trl(args: argparse.Namespace) -> tuple[list[dict], dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("side", choices=["ours", "trl"])
-    parser.add_argument("--variant", choices=["autocast", "bf16-weights"], help="trl only")
+    parser.add_argument(
+        "--variant", choices=["autocast", "autocast-compile", "bf16-weights"], help="trl only"
+    )
     parser.add_argument("--compile", action="store_true", help="ours: local_compile=True")
     parser.add_argument("--student", required=True)
     parser.add_argument("--teacher", required=True)

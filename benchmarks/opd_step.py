@@ -22,11 +22,13 @@ rank 8, learning rate 1e-4:
   lm_head) via peft; replies forced to exactly `--max-tokens` tokens (`min_new_tokens`);
   `gradient_checkpointing=False` (TRL's default, True, also turns the generation KV cache off,
   which made its steps 3-4x slower here: its best is without);
+- trl_autocast_compile: trl_autocast with TRL's `torch_compile=True` (its first step compiles;
+  the warm-up drops it);
 - trl_bf16_weights: the same with both models loaded in bfloat16 and no autocast.
 TRL goes into .cache/opd-bench/trl-VERSION with pip (reused when there; the children put it on
 PYTHONPATH), never into the project's environment. Then ours runs at each `--scaling-batches`
 size, and once for `--memory-steps` steps. Progress goes to stderr; stdout gets one JSON object:
-- ours, trl_autocast, trl_bf16_weights: `s_per_step`, the median over rounds of each run's
+- ours, ours_compiled, trl_*: `s_per_step`, the median over rounds of each run's
   median after warm-up (ours: the loop's `time/step` when it logs one, else time/rollouts +
   time/train; TRL: on_step_begin to on_step_end); `s_between_steps`, the wall time from one
   step's end to the next (a cross-check); `sampled_tokens_per_step`; `sampled_tok_per_s`;
@@ -62,6 +64,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().parent / "opd_child.py"
 MODELS_VERSION = "1"  # bump when the built models or tokenizer change
+TRL_VARIANTS = ("autocast", "autocast-compile", "bf16-weights")
 VOCAB = 2048
 SHAPES = {  # hidden, layers, heads, kv heads, head_dim, MLP, seed
     "student": (320, 8, 5, 5, 64, 960, 1),
@@ -369,7 +372,8 @@ def main() -> None:
     write_prompts(work / "prompts.jsonl", need)
     runner = Runner(args, meta, trl_path, work)
     rounds: dict[str, list[dict]] = {
-        "ours": [], "ours_compiled": [], "trl_autocast": [], "trl_bf16_weights": []
+        "ours": [], "ours_compiled": [],
+        "trl_autocast": [], "trl_autocast_compile": [], "trl_bf16_weights": [],
     }  # fmt: skip
     threads = set()
     try:
@@ -381,13 +385,16 @@ def main() -> None:
             summary = ours_summary(compiled, args.warmup)
             summary["first_step_s"] = compiled["steps"][0]["times"].get("time/step")
             rounds["ours_compiled"].append(summary)
-            for variant in ("autocast", "bf16-weights"):
+            for variant in TRL_VARIANTS:
                 trl = runner.child("trl", args.batch, total, variant)
                 rounds[f"trl_{variant.replace('-', '_')}"].append(trl_summary(trl, args.warmup))
                 threads.add(trl["threads"])
             threads.add(out["threads"])
         result = {name: over_rounds(rs) for name, rs in rounds.items()}
-        best = min(("trl_autocast", "trl_bf16_weights"), key=lambda k: result[k]["s_per_step"])
+        best = min(
+            (f"trl_{v.replace('-', '_')}" for v in TRL_VARIANTS),
+            key=lambda k: result[k]["s_per_step"],
+        )
         result["trl_best"] = best
         result["ratio"] = result[best]["s_per_step"] / result["ours"]["s_per_step"]
         result["ratio_compiled"] = (
