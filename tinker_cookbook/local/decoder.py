@@ -197,9 +197,9 @@ class KVCache:
         # ~20% of a decode).
         self.step_mask = key_valid[:, None, None, :] if self.padded else None
         # A compiled step attends over the whole capacity instead, so that every step has the
-        # same shapes: `visible` marks the filled positions that are not padding.
-        self.visible = torch.zeros_like(key_valid)[:, None, None, :]
-        self.slots = torch.arange(self.capacity, device=key_valid.device)
+        # same shapes: `visible` [B, 1, 1, capacity] marks the filled positions that are not
+        # padding; made at the first compiled step (eager steps never need it).
+        self.visible: torch.Tensor | None = None
 
     def one_token_mask(self) -> torch.Tensor | None:
         return None if self.step_mask is None else self.step_mask[..., : self.length + 1]
@@ -213,18 +213,21 @@ class KVCache:
         values[:, :, self.length : end] = v
         return keys[:, :, :end], values[:, :, :end]
 
-    def advance(self, width: int) -> None:
-        """The next `width` positions are filled."""
-        end = self.length + width
-        self.visible[:, 0, 0, self.length : end] = self.key_valid[:, self.length : end]
-        self.length = end
+    def visible_with_next(self) -> torch.Tensor:
+        """`visible`, with the position the next one-token step fills marked as well."""
+        if self.visible is None:
+            filled = torch.arange(self.capacity, device=self.key_valid.device) < self.length
+            self.visible = (self.key_valid & filled)[:, None, None, :].clone()
+        self.visible[:, 0, 0, self.length] = True
+        return self.visible
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         for store in (self.keys, self.values):
             for i, t in enumerate(store):
                 store[i] = t.index_select(0, rows)
         self.key_valid = self.key_valid.index_select(0, rows)
-        self.visible = self.visible.index_select(0, rows)
+        if self.visible is not None:
+            self.visible = self.visible.index_select(0, rows)
         self.padded = not bool(self.key_valid.all())
         self.step_mask = self.key_valid[:, None, None, :] if self.padded else None
 
@@ -353,17 +356,19 @@ class LeanDecoder:
                 mask = cache.one_token_mask()
             else:
                 mask = _attention_mask(key_valid, padded, start, ids.shape[1])
-            if cache is None and not torch.is_grad_enabled():  # scoring
-                return self._sequence(hidden, cos, sin, mask, bound)
+            checkpointed = checkpoint_layers and torch.is_grad_enabled()
+            if cache is None and not checkpointed:  # scoring (compiled or not), training
+                run = self._sequence_layers if torch.is_grad_enabled() else self._sequence
+                return run(hidden, cos, sin, mask, bound)
             for index, (layer, weights) in enumerate(zip(self.layers, bound, strict=True)):
                 kv = None if cache is None else functools.partial(cache.write, index)
                 args = (layer, weights, hidden, cos, sin, mask, kv)
-                if checkpoint_layers and torch.is_grad_enabled():
+                if checkpointed:
                     hidden = checkpoint(self._layer_forward, *args, use_reentrant=False)
                 else:
                     hidden = self._layer_forward(*args)
             if cache is not None:
-                cache.advance(ids.shape[1])
+                cache.length += ids.shape[1]
             return _rms_norm(self.final_norm, hidden)
 
     def _compiled_step(
@@ -374,9 +379,9 @@ class LeanDecoder:
         bound: list[list[BoundLinear]],
         cache: KVCache,
     ) -> torch.Tensor:
-        slot = cache.slots[cache.length : cache.length + 1]
-        cache.visible[:, 0, 0, cache.length] = True
-        args = (hidden, cos, sin, cache.visible, slot, cache.keys, cache.values, bound)
+        slot = torch.tensor([cache.length], device=hidden.device)
+        visible = cache.visible_with_next()
+        args = (hidden, cos, sin, visible, slot, cache.keys, cache.values, bound)
         out = self._decode(*args)
         cache.length += 1
         return out
@@ -389,7 +394,7 @@ class LeanDecoder:
         mask: torch.Tensor | None,
         bound: list[list[BoundLinear]],
     ) -> torch.Tensor:
-        """Whole sequences through every layer without a cache or gradients (scoring)."""
+        """Whole sequences through every layer, without a cache (scoring, training)."""
         for layer, weights in zip(self.layers, bound, strict=True):
             hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, None)
         return _rms_norm(self.final_norm, hidden)
