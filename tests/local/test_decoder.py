@@ -132,6 +132,32 @@ def _score(runtime, adapter, jobs: list[SequenceJob]) -> list[torch.Tensor]:
     return [s.target_logprobs for s in scores]
 
 
+def _trained_logprobs_and_grads(runtime) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """A training pass (rows of different lengths, so with padding): each token's logprob,
+    and the gradient of their sum for every adapter weight."""
+    adapter = LoRAAdapter.initialize(runtime.lora_modules, 4, target_suffixes(True, True, True), 0)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _, b in adapter.weights.values():
+            b.copy_(torch.randn(b.shape, generator=gen) * 0.05)
+    rows = [[5, 9, 20, 31, 7, 8, 40], [7, 8, 9], [3, 4, 11, 12, 60]]
+    scores = runtime.sequence_logprobs(
+        [r[:-1] for r in rows], [torch.tensor(r[1:]) for r in rows], adapter
+    )
+    sum(s.target_logprobs.sum() for s in scores).backward()
+    return [s.target_logprobs.detach() for s in scores], [p.grad for p in adapter.parameters()]
+
+
+def _assert_same_training_pass(got, want) -> None:
+    for got_lp, want_lp in zip(got[0], want[0], strict=True):
+        assert torch.allclose(got_lp, want_lp, atol=2e-2)
+    assert len(got[1]) == len(want[1]) > 0
+    for got_grad, want_grad in zip(got[1], want[1], strict=True):
+        assert got_grad is not None and want_grad is not None
+        error = (got_grad - want_grad).norm() / want_grad.norm().clamp(min=1e-6)
+        assert error < 0.05  # bf16 matmuls in both, summed in another order
+
+
 def _compiling_runtime():
     return RuntimeRegistry().get(
         "tiny-qwen3-1m", LocalBackendConfig(device="cpu", use_bf16=True, compile=True)
@@ -156,6 +182,14 @@ def test_compiled_decode_steps_and_scoring_compute_what_eager_ones_do(caplog):
         assert torch.allclose(sampled, want[-len(job.tokens) :], atol=2e-2)
 
 
+def test_a_compiled_training_pass_gives_eager_logprobs_and_gradients(caplog):
+    runtime = _compiling_runtime()
+    compiled = _trained_logprobs_and_grads(runtime)
+    assert "compiling" not in caplog.text
+    assert runtime.lean_decoder._train.compiled is not None
+    _assert_same_training_pass(compiled, _trained_logprobs_and_grads(_runtime(use_bf16=True)))
+
+
 def test_a_pass_that_fails_to_compile_runs_eagerly_and_says_why(monkeypatch, caplog):
     def broken_compile(fn, **_):
         def run(*args):
@@ -172,6 +206,9 @@ def test_a_pass_that_fails_to_compile_runs_eagerly_and_says_why(monkeypatch, cap
     assert "compiling the decode step failed" in caplog.text
     assert "compiling scoring failed" in caplog.text
     assert "no C++ compiler here" in caplog.text
+    trained = _trained_logprobs_and_grads(runtime)
+    assert "compiling the training pass failed" in caplog.text
+    _assert_same_training_pass(trained, _trained_logprobs_and_grads(_runtime(use_bf16=True)))
     for job, got, want in zip(jobs, got_scores, want_scores, strict=True):
         assert torch.equal(got, want)  # the same eager code
         assert torch.allclose(torch.tensor(job.logprobs), want[-len(job.tokens) :], atol=2e-2)

@@ -26,11 +26,11 @@ class LocalBackendConfig:
     max_train_batch_tokens: int = 8192
     # Recompute layer activations in backward (for long sequences on large models).
     gradient_checkpointing: bool = False
-    # torch.compile the passes that take no gradient (each sampling step, scoring) of models
-    # the lean decoder runs: fewer, fused kernels per step, after a one-time compile per
-    # model (tens of seconds on a small CPU; cached on disk for later runs). Pays on long
-    # runs. Needs a C++ compiler on CPU; where compiling fails, the pass runs eagerly and a
-    # warning says why.
+    # torch.compile the passes of models the lean decoder runs (each sampling step, scoring,
+    # the training forward and backward): fewer, fused kernels per step, after a one-time
+    # compile per model (a minute or two on a small CPU; cached on disk for later runs). Pays
+    # on long runs. Needs a C++ compiler on CPU; where compiling fails, the pass runs eagerly
+    # and a warning says why.
     compile: bool = False
     # Most of this client's sequences decoded together by one batched sampling pass.
     max_sampling_batch: int = 64

@@ -160,12 +160,14 @@ def generate(runtime: ModelRuntime, jobs: list[SequenceJob], adapter: LoRAAdapte
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     longest = max(j.max_tokens for j in jobs)
     rows = RowSettings.of(jobs, runtime.vocab_size, device)
-    if runtime.lean_decoder is not None:
-        steps = _LeanSteps(runtime.lean_decoder, adapter, mask, width + longest)
-    else:
-        steps = _TransformersSteps(runtime, adapter, mask)
     active = list(range(len(jobs)))
     with torch.inference_mode(), runtime.autocast():
+        # The cache is made in inference mode too: a compiled step is specialised to its
+        # inputs' kind of tensor, and rows dropped later are inference tensors.
+        if runtime.lean_decoder is not None:
+            steps = _LeanSteps(runtime.lean_decoder, adapter, mask, width + longest)
+        else:
+            steps = _TransformersSteps(runtime, adapter, mask)
         hidden = steps(ids, positions)
         last_pos = positions[:, -1]
         for step in range(longest):
