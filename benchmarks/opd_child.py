@@ -7,8 +7,10 @@
 local backend) and notes, whenever the loop logs a step, the wall clock and the resident
 memory; the step times themselves are read back from the run's `metrics.jsonl`. `trl` runs
 TRL's `GKDTrainer` on the same models and prompts, timing each step with a callback and the
-student's generation and the teacher's forward passes inside it. Either prints one JSON object
-on stdout (torch threads, the run's setup, a record per step); everything else goes to stderr.
+student's generation and the teacher's forward passes inside it. Before its first step and
+after each one it says "ready" on stdout and waits for "go" on stdin (see `Gate`). At the end
+it prints one JSON object on stdout (torch threads, the run's setup, a record per step);
+everything else goes to stderr.
 """
 
 from __future__ import annotations
@@ -24,11 +26,33 @@ from pathlib import Path
 import torch
 from memory_growth import heap_in_use_bytes, rss_bytes
 
+
+class Gate:
+    """Lockstep with `opd_step.py`, which runs every contestant of a round at once but lets
+    one step run at a time, in turn, so that this machine's drifting speed falls on all of
+    them alike. `wait()` says "ready" on stdout and blocks until the parent answers "go";
+    `clock()` is the wall clock less the time spent waiting."""
+
+    def __init__(self) -> None:
+        self.waited = 0.0
+
+    def wait(self) -> None:
+        start = time.perf_counter()
+        sys.__stdout__.write("ready\n")
+        sys.__stdout__.flush()
+        if sys.stdin.readline().strip() != "go":
+            raise SystemExit("opd_child: the benchmark that runs this child went away")
+        self.waited += time.perf_counter() - start
+
+    def clock(self) -> float:
+        return time.perf_counter() - self.waited
+
+
 # TRL's student adapters: attention and MLP (ours also adapts lm_head).
 TRL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def run_ours(args: argparse.Namespace) -> tuple[list[dict], dict]:
+def run_ours(args: argparse.Namespace, gate: Gate) -> tuple[list[dict], dict]:
     from tinker_cookbook.local import LocalBackendConfig, lora
     from tinker_cookbook.recipes.distillation import on_policy_distillation
     from tinker_cookbook.utils import ml_log
@@ -38,7 +62,8 @@ def run_ours(args: argparse.Namespace) -> tuple[list[dict], dict]:
 
     def log_metrics(self, metrics, step):
         original(self, metrics, step)
-        marks[step] = {"at": time.perf_counter(), "rss": rss_bytes(), "heap": heap_in_use_bytes()}
+        marks[step] = {"at": gate.clock(), "rss": rss_bytes(), "heap": heap_in_use_bytes()}
+        gate.wait()
 
     ml_log.MetricsLogger.log_metrics = log_metrics
     cli = on_policy_distillation.CLIConfig(
@@ -61,7 +86,7 @@ def run_ours(args: argparse.Namespace) -> tuple[list[dict], dict]:
         backend="local",
         local_compile=args.compile,
     )
-    start = time.perf_counter()
+    start = gate.clock()
     on_policy_distillation.main(cli)
     metrics_file = Path(args.log_path) / "metrics.jsonl"
     logged = [json.loads(line) for line in metrics_file.read_text().splitlines()]
@@ -110,7 +135,7 @@ class Stopwatch:
         return seconds
 
 
-def run_trl(args: argparse.Namespace) -> tuple[list[dict], dict]:
+def run_trl(args: argparse.Namespace, gate: Gate) -> tuple[list[dict], dict]:
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -185,9 +210,10 @@ def run_trl(args: argparse.Namespace) -> tuple[list[dict], dict]:
                     "generation_s": generation.take(),
                     "teacher_s": scoring.take(),
                     "sampled_tokens": sampled[0],
-                    "end": end,
+                    "end": gate.clock(),
                 }
             )
+            gate.wait()
 
     trainer = GKDTrainer(
         model=student,
@@ -250,8 +276,11 @@ def main() -> None:
         parser.error("--compile is ours only")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
+    gate = Gate()
+    gate.wait()  # the first step and everything before it run on the parent's first "go"
     with contextlib.redirect_stdout(sys.stderr):  # both print progress of their own
-        records, setup = run_ours(args) if args.side == "ours" else run_trl(args)
+        run = run_ours if args.side == "ours" else run_trl
+        records, setup = run(args, gate)
     print(json.dumps({"threads": torch.get_num_threads(), "setup": setup, "steps": records}))
 
 

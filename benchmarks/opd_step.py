@@ -6,16 +6,18 @@ Builds once, under .cache/opd-bench/, a Qwen3-architecture student (~12M paramet
 320, 8 layers, 5 heads and 5 KV heads of 64, MLP 960) and teacher (~42M: hidden 640, 8 layers,
 10 / 5 heads of 64, MLP 1920) with seeded random weights and untied embeddings, sharing a
 2,048-token byte-level BPE (trained on generated arithmetic text) with the chat tokens the
-`qwen3` renderer needs and a ChatML template. In each of `--repeats` rounds, three fresh child
+`qwen3` renderer needs and a ChatML template. In each of `--repeats` rounds, five fresh child
 processes (benchmarks/opd_child.py) train `--warmup` + `--steps` steps, each on `--batch`
 arithmetic chat prompts, group size 1, `--max-tokens` sampled tokens at temperature 1, LoRA
-rank 8, learning rate 1e-4:
+rank 8, learning rate 1e-4. They run at once but in lockstep: one step of one child at a time,
+each in turn (the others wait, idle), so that this VM's speed, which drifts by up to 2x within
+minutes, reaches every contestant alike:
 - ours: `recipes.distillation.on_policy_distillation`, its real loop on the local backend
   (reverse-KL advantages, importance_sampling loss; LoRA on attention, MLP and lm_head, alpha
   32); replies end early when the student samples the stop token;
-- ours_compiled: the same with `local_compile=True` (decode steps and scoring passes compiled
-  with torch.compile; the compile happens in the first step, which the warm-up drops; its
-  time is `first_step_s`);
+- ours_compiled: the same with `local_compile=True` (decode steps, scoring and the training
+  pass compiled with torch.compile; the compile happens in the first step, which the warm-up
+  drops; its time is `first_step_s`);
 - trl_autocast: TRL's GKDTrainer with lmbda=1 (always on-policy) and beta=1 (TRL's generalized
   JSD at beta=1 is KL(student || teacher), the reverse KL; beta=0 is the forward KL), fp32
   weights and `bf16=True` (CPU autocast); LoRA r=8, alpha 16 on attention and MLP (not
@@ -58,8 +60,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().parent / "opd_child.py"
@@ -205,44 +209,103 @@ def write_prompts(path: Path, n: int) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+@dataclass
+class Contestant:
+    """One run of a round: which side, how many prompts a step, and its variant."""
+
+    side: Literal["ours", "trl"]
+    batch: int
+    variant: str | None = None
+    compile: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.side}{' compiled' * self.compile}{' ' + (self.variant or '')}".strip()
+
+
+class Child:
+    """A running `opd_child.py`, stepped by `Runner.lockstep`."""
+
+    def __init__(self, cmd: list[str], env: dict, log_file: Path):
+        self.cmd, self.log_file, self.output = cmd, log_file, ""
+        self.err = open(log_file, "w")  # noqa: SIM115 - closed in finish()
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.err, text=True,
+        )  # fmt: skip
+
+    def until_ready(self) -> bool:
+        """Reads until the child waits at its gate (True) or has ended (False)."""
+        for line in self.proc.stdout:
+            if line == "ready\n":
+                return True
+            self.output += line
+        self.finish()
+        return False
+
+    def go(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> None:
+        code = self.proc.wait()
+        self.err.close()
+        if code != 0:
+            tail = self.log_file.read_text()[-3000:]
+            raise RuntimeError(f"child {' '.join(self.cmd)} failed ({code}):\n{tail}")
+
+
 class Runner:
     def __init__(self, args: argparse.Namespace, meta: dict, trl_path: Path, work: Path):
         self.args, self.meta, self.trl_path, self.work = args, meta, trl_path, work
         self.count = 0
 
-    def child(
-        self, side: str, batch: int, steps: int, variant: str | None = None, compile: bool = False
-    ) -> dict:
+    def child(self, contestant: Contestant, steps: int) -> dict:
+        return self.lockstep([contestant], steps)[0]
+
+    def lockstep(self, contestants: list[Contestant], steps: int) -> list[dict]:
+        """Runs the contestants at once, one step at a time in turn (each waits at its gate
+        while another steps), so a drift in this machine's speed reaches every one alike;
+        returns each one's JSON."""
+        names = ", ".join(c.name for c in contestants)
+        log(f"{names}: batch {contestants[0].batch}, {steps} steps, in lockstep")
+        start = time.perf_counter()
+        children = [self._start(c, steps) for c in contestants]
+        try:
+            live = [c for c in children if c.until_ready()]
+            while live:
+                for c in list(live):
+                    c.go()
+                    if not c.until_ready():
+                        live.remove(c)
+        finally:
+            for c in children:
+                if c.proc.poll() is None:
+                    c.proc.kill()
+        log(f"  done in {time.perf_counter() - start:.1f} s")
+        return [json.loads(c.output) for c in children]
+
+    def _start(self, c: Contestant, steps: int) -> Child:
         self.count += 1
-        run = self.work / f"run{self.count:03d}-{side}{'-compiled' * compile}-{variant or batch}"
+        tag = f"{c.side}{'-compiled' * c.compile}-{c.variant or c.batch}"
+        run = self.work / f"run{self.count:03d}-{tag}"
         env = dict(os.environ, OMP_NUM_THREADS=str(self.args.threads),
                    MKL_NUM_THREADS=str(self.args.threads), HF_HUB_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false", TRL_EXPERIMENTAL_SILENCE="1")  # fmt: skip
-        if side == "trl":
+        if c.side == "trl":
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(self.trl_path), env.get("PYTHONPATH")) if p
             )
-        cmd = [sys.executable, str(CHILD), side, "--student", self.meta["student"]["path"],
-               "--teacher", self.meta["teacher"]["path"], "--batch", str(batch),
+        cmd = [sys.executable, str(CHILD), c.side, "--student", self.meta["student"]["path"],
+               "--teacher", self.meta["teacher"]["path"], "--batch", str(c.batch),
                "--prompts", str(self.work / "prompts.jsonl"), "--steps", str(steps),
                "--max-tokens", str(self.args.max_tokens), "--threads", str(self.args.threads),
                "--log-path", str(run)]  # fmt: skip
-        if variant:
-            cmd += ["--variant", variant]
-        if compile:
+        if c.variant:
+            cmd += ["--variant", c.variant]
+        if c.compile:
             cmd.append("--compile")
-        name = f"{side}{' compiled' * compile}{' ' + variant if variant else ''}"
-        log(f"{name}: batch {batch}, {steps} steps")
-        start = time.perf_counter()
-        with open(f"{run}.log", "w") as err:
-            done = subprocess.run(
-                cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True
-            )
-        if done.returncode != 0:
-            tail = Path(f"{run}.log").read_text()[-3000:]
-            raise RuntimeError(f"child {' '.join(cmd)} failed ({done.returncode}):\n{tail}")
-        log(f"  done in {time.perf_counter() - start:.1f} s")
-        return json.loads(done.stdout)
+        return Child(cmd, env, Path(f"{run}.log"))
 
 
 def median(values: list[float | None]) -> float | None:
@@ -377,16 +440,19 @@ def main() -> None:
     }  # fmt: skip
     threads = set()
     try:
+        contestants = [
+            Contestant("ours", args.batch),
+            Contestant("ours", args.batch, compile=True),
+            *(Contestant("trl", args.batch, variant) for variant in TRL_VARIANTS),
+        ]
         for r in range(args.repeats):
             log(f"round {r + 1}/{args.repeats}")
-            out = runner.child("ours", args.batch, total)
+            out, compiled, *trls = runner.lockstep(contestants, total)
             rounds["ours"].append(ours_summary(out, args.warmup))
-            compiled = runner.child("ours", args.batch, total, compile=True)
             summary = ours_summary(compiled, args.warmup)
             summary["first_step_s"] = compiled["steps"][0]["times"].get("time/step")
             rounds["ours_compiled"].append(summary)
-            for variant in TRL_VARIANTS:
-                trl = runner.child("trl", args.batch, total, variant)
+            for variant, trl in zip(TRL_VARIANTS, trls, strict=True):
                 rounds[f"trl_{variant.replace('-', '_')}"].append(trl_summary(trl, args.warmup))
                 threads.add(trl["threads"])
             threads.add(out["threads"])
@@ -410,13 +476,14 @@ def main() -> None:
             if batch == args.batch:
                 s = result["ours"]
             else:
-                s = ours_summary(runner.child("ours", batch, total), args.warmup)
+                s = ours_summary(runner.child(Contestant("ours", batch), total), args.warmup)
             points.append({"batch": batch, "s_per_step": s["s_per_step"],
                            "sampled_tokens_per_step": s["sampled_tokens_per_step"]})  # fmt: skip
         line = fit_line([p["sampled_tokens_per_step"] for p in points],
                         [p["s_per_step"] for p in points])  # fmt: skip
         result["scaling"] = {"points": points, **line, "r2_goal_met": line["r2"] >= 0.95}
-        result["memory"] = memory_summary(runner.child("ours", args.batch, args.memory_steps))
+        memory_run = runner.child(Contestant("ours", args.batch), args.memory_steps)
+        result["memory"] = memory_summary(memory_run)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["environment"] = {

@@ -193,7 +193,7 @@ def test_a_compiled_training_pass_gives_eager_logprobs_and_gradients(caplog):
 def test_a_pass_that_fails_to_compile_runs_eagerly_and_says_why(monkeypatch, caplog):
     def broken_compile(fn, **_):
         def run(*args):
-            raise RuntimeError("no C++ compiler here")
+            raise torch._inductor.exc.InvalidCxxCompiler()  # what a machine without g++ gets
 
         return run
 
@@ -205,10 +205,26 @@ def test_a_pass_that_fails_to_compile_runs_eagerly_and_says_why(monkeypatch, cap
     want_scores = _score(_runtime(use_bf16=True), adapter, jobs)
     assert "compiling the decode step failed" in caplog.text
     assert "compiling scoring failed" in caplog.text
-    assert "no C++ compiler here" in caplog.text
+    assert "No working C++ compiler" in caplog.text
     trained = _trained_logprobs_and_grads(runtime)
     assert "compiling the training pass failed" in caplog.text
     _assert_same_training_pass(trained, _trained_logprobs_and_grads(_runtime(use_bf16=True)))
     for job, got, want in zip(jobs, got_scores, want_scores, strict=True):
         assert torch.equal(got, want)  # the same eager code
         assert torch.allclose(torch.tensor(job.logprobs), want[-len(job.tokens) :], atol=2e-2)
+
+
+def test_an_error_of_a_compiled_pass_itself_is_raised_not_taken_for_a_compile_failure(
+    monkeypatch, caplog
+):
+    def failing_pass(fn, **_):
+        def run(*args):
+            raise RuntimeError("out of memory")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", failing_pass)
+    runtime = _compiling_runtime()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _sample(runtime, _adapter(runtime))
+    assert "compiling" not in caplog.text

@@ -141,6 +141,21 @@ def _share_storage(linears: list[nn.Linear], name: str) -> torch.Tensor:
     return joined
 
 
+def _is_compile_error(exc: Exception) -> bool:
+    """Whether compiling raised `exc`: dynamo's errors (inductor's arrive wrapped in them) and
+    inductor's own for a missing or failing C++ compiler (imported here, when one happened:
+    importing the compiler's modules up front would slow every import of the backend)."""
+    import torch._dynamo.exc
+    import torch._inductor.exc
+
+    kinds = (
+        torch._dynamo.exc.TorchDynamoException,
+        torch._inductor.exc.InvalidCxxCompiler,
+        torch._inductor.exc.CppCompileError,
+    )
+    return isinstance(exc, kinds)
+
+
 class CompiledOrEager:
     """`fn`, compiled with `torch.compile` when `enabled`: sizes (rows, sequence length, cache
     capacity) are symbolic, so a new batch shape does not recompile (a size of 1 does, once).
@@ -156,7 +171,9 @@ class CompiledOrEager:
             return self.fn(*args)
         try:
             return self.compiled(*args)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back, loudly
+        except Exception as exc:
+            if not _is_compile_error(exc):  # an error of the pass itself (say, out of memory)
+                raise
             logger.warning("compiling %s failed; it runs eagerly: %s", self.what, exc)
             self.compiled = None
             return self.fn(*args)
