@@ -59,8 +59,8 @@ class RunConfig:
     wandb_name: str | None = None
     backend: BackendName = "auto"
     base_url: str | None = None  # a Tinker-compatible server, with backend=tinker
-    # The local backend compiles its sampling steps and scoring passes (`torch.compile`):
-    # faster steps after a one-time compile; see `LocalBackendConfig.compile`.
+    # The local backend compiles its sampling steps, scoring and training passes
+    # (`torch.compile`): faster steps after a one-time compile; see `LocalBackendConfig.compile`.
     local_compile: bool = False
 
     @chz.validate
