@@ -257,7 +257,7 @@ def lean_decoder_for(
 ) -> LeanDecoder | str:
     """The lean decoder of `model`, or why it has none (then transformers' forward is used).
     `attention_dtype`: what attention runs in (None: the weights' dtype). `compile_steps`:
-    compile the passes without gradients (decode steps, scoring) with `torch.compile`."""
+    compile its passes (decode steps, scoring, training) with `torch.compile`."""
     config = model.config
     if config.model_type not in LEAN_MODEL_TYPES:
         return f"model type {config.model_type!r} is not one of {sorted(LEAN_MODEL_TYPES)}"
