@@ -220,7 +220,7 @@ class Contestant:
 
     @property
     def name(self) -> str:
-        return f"{self.side}{' compiled' * self.compile}{' ' + (self.variant or '')}".strip()
+        return " ".join(filter(None, [self.side, "compiled" * self.compile, self.variant]))
 
 
 class Child:
@@ -278,10 +278,11 @@ class Runner:
                     c.go()
                     if not c.until_ready():
                         live.remove(c)
-        finally:
+        finally:  # on a failure, the other children go too (their logs stay)
             for c in children:
                 if c.proc.poll() is None:
                     c.proc.kill()
+                c.err.close()
         log(f"  done in {time.perf_counter() - start:.1f} s")
         return [json.loads(c.output) for c in children]
 
