@@ -84,7 +84,10 @@ def test_loss_fn_and_its_config_reach_the_trainer(tmp_path, calls):
     # cispo's loss is logp * advantage (not the ratio): another number on the same samples.
     cispo = run(cookbook_config(tmp_path / "cispo", loss_fn="cispo"))
     assert calls[2][1] == "cispo"
-    assert cispo["teacher_kl"] == pytest.approx(ppo["teacher_kl"])  # the same seeded samples
+    # The same seeded samples: equal to float noise (the backend batches concurrent requests as
+    # they arrive, so summation order may differ); other samples would give another number.
+    assert cispo["teacher_kl"] == pytest.approx(ppo["teacher_kl"], rel=1e-2)
+    assert cispo["teacher_kl_tokens/deepmath"] == ppo["teacher_kl_tokens/deepmath"]
     assert abs(cispo["optim/loss:sum"] - ppo["optim/loss:sum"]) > 1e-3
     with pytest.raises(Exception, match="loss_fn 'dro' needs loss_fn_config\\['beta'\\]"):
         run(cookbook_config(tmp_path / "dro", loss_fn="dro"))
