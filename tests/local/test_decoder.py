@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tinker_cookbook.local import LocalBackendConfig
+from tinker_cookbook.local import runtime as runtime_module
 from tinker_cookbook.local.decoder import LeanDecoder, lean_decoder_for
 from tinker_cookbook.local.lora import LoRAAdapter, target_suffixes
 from tinker_cookbook.local.runtime import RuntimeRegistry
@@ -173,8 +174,8 @@ def test_compiled_decode_steps_and_scoring_compute_what_eager_ones_do(caplog):
     got_scores = _score(compiled, adapter, jobs)
     want_scores = _score(eager, adapter, jobs)
     assert "compiling" not in caplog.text  # it compiled: no fallback to eager
-    assert compiled.lean_decoder._decode.compiled is not None
-    assert compiled.lean_decoder._sequence.compiled is not None
+    for compiled_pass in ("_prefill", "_decode", "_sequence"):
+        assert getattr(compiled.lean_decoder, compiled_pass).compiled is not None
     assert [len(j.tokens) for j in jobs] == [6, 3, 6]
     for job, got, want in zip(jobs, got_scores, want_scores, strict=True):
         assert torch.allclose(got, want, atol=2e-2)  # compiled scoring
@@ -188,6 +189,19 @@ def test_a_compiled_training_pass_gives_eager_logprobs_and_gradients(caplog):
     assert "compiling" not in caplog.text
     assert runtime.lean_decoder._train.compiled is not None
     _assert_same_training_pass(compiled, _trained_logprobs_and_grads(_runtime(use_bf16=True)))
+
+
+def test_logits_recomputed_in_backward_train_as_kept_ones_do(monkeypatch):
+    """Large vocabularies recompute each chunk's logits in the backward pass; small ones keep
+    them. Both give the same logprobs and gradients (fp32 weights: exactly the same sums)."""
+    runtime = _runtime(use_bf16=False)
+    kept = _trained_logprobs_and_grads(runtime)
+    monkeypatch.setattr(runtime_module, "_KEPT_LOGITS_BYTES", 0)
+    recomputed = _trained_logprobs_and_grads(runtime)
+    for got, want in zip(recomputed[0], kept[0], strict=True):
+        assert torch.equal(got, want)
+    for got, want in zip(recomputed[1], kept[1], strict=True):
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
 def test_a_pass_that_fails_to_compile_runs_eagerly_and_says_why(monkeypatch, caplog):

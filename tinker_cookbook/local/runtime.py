@@ -31,6 +31,9 @@ from tinker_cookbook.local.models import get_tokenizer, resolve_model_dir
 logger = logging.getLogger(__name__)
 
 _LOGIT_CHUNK = 2048  # positions per lm_head chunk: bounds memory for 150k-token vocabularies
+# A training chunk whose fp32 logits are smaller than this keeps them for the backward pass;
+# a larger one recomputes them there (a 2048-position chunk of a 150k vocabulary is 1.2 GB).
+_KEPT_LOGITS_BYTES = 64 * 2**20
 _WIDTH_MULTIPLE = 16  # padded batches are this many tokens wide, a multiple (see padded_width)
 
 
@@ -260,14 +263,15 @@ class ModelRuntime:
         topk: int = 0,
     ) -> TokenScores:
         """Log-probs of `targets` ([n] or [n, K]) given hidden states [n, H], chunked over n.
-        With gradients, each chunk's logits are recomputed in the backward pass instead of
-        kept (from the same `adapter`, an argument of the recompute), so memory stays at one
-        chunk of full-vocabulary logits."""
+        With gradients, a chunk's logits too large to keep (`_KEPT_LOGITS_BYTES`) are
+        recomputed in the backward pass (from the same `adapter`, an argument of the
+        recompute), so memory stays at one chunk of full-vocabulary logits; small ones are kept,
+        which saves a second unembedding."""
         parts, ids_parts, lp_parts = [], [], []
         training = torch.is_grad_enabled() and hidden.requires_grad
         for start in range(0, hidden.shape[0], _LOGIT_CHUNK):
             h, tgt = hidden[start : start + _LOGIT_CHUNK], targets[start : start + _LOGIT_CHUNK]
-            if training:
+            if training and h.shape[0] * self.vocab_size * 4 > _KEPT_LOGITS_BYTES:
                 parts.append(
                     checkpoint(self._chunk_target_logprobs, h, tgt, adapter, use_reentrant=False)
                 )
