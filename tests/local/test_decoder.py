@@ -183,6 +183,27 @@ def test_compiled_decode_steps_and_scoring_compute_what_eager_ones_do(caplog):
         assert torch.allclose(sampled, want[-len(job.tokens) :], atol=2e-2)
 
 
+def test_a_compiled_generation_whose_rows_finish_does_not_compile_again(caplog):
+    """Rows that finish are dropped from the cache: the decode step compiled for the whole
+    batch must still serve the rest (a recompile costs seconds, at every such generation)."""
+    runtime = _compiling_runtime()
+    adapter = _adapter(runtime)
+
+    def jobs(lengths):
+        prompts = [[5, 9, 20], [7, 8, 9, 10], [3, 4]]
+        return [
+            SequenceJob(p, n, 1.0, 0, 1.0, frozenset(), (), torch.Generator().manual_seed(i))
+            for i, (p, n) in enumerate(zip(prompts, lengths, strict=True))
+        ]
+
+    generate(runtime, jobs((5, 5, 5)), adapter)  # compiles; every row runs to the end
+    with torch.compiler.set_stance("fail_on_recompile"):
+        shrinking = jobs((5, 2, 5))
+        generate(runtime, shrinking, adapter)
+    assert "compiling" not in caplog.text  # a recompile would have failed (and gone eager)
+    assert [len(j.tokens) for j in shrinking] == [5, 2, 5]
+
+
 def test_a_compiled_training_pass_gives_eager_logprobs_and_gradients(caplog):
     runtime = _compiling_runtime()
     compiled = _trained_logprobs_and_grads(runtime)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -91,11 +91,12 @@ class BoundLinear:
     packed: torch.Tensor | None  # weight + delta, packed (CPU bf16), for one-token inputs
 
     def __call__(self, x: torch.Tensor, one_token: bool) -> torch.Tensor:
-        x = x.to(self.weight.dtype)  # what autocast does for a matmul
         if one_token and self.packed is not None:  # bit-identical to F.linear, ~1.7x faster
+            x = x.to(self.packed.dtype)  # (not the weight's: a compiled step then never reads it)
             if torch.compiler.is_compiling():  # an opaque call for the compiler
-                return packed_linear(x, self.packed, self.bias)
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+                return torch.ops.tinker_cookbook.packed_linear(x, self.packed, self.bias)
+            return _packed_linear(x, self.packed, self.bias)
+        x = x.to(self.weight.dtype)  # what autocast does for a matmul
         out = F.linear(x, self.weight, self.bias)
         if self.delta is None:
             return out
@@ -103,14 +104,22 @@ class BoundLinear:
         return out + (x @ a.t()) @ b.t()
 
 
-@torch.library.custom_op("tinker_cookbook::packed_linear", mutates_args=())
-def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """oneDNN's linear with a pre-packed weight, as an op the compiler calls as it is (its
-    own lowering of the oneDNN op wants the weight to be a constant of the graph)."""
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+def _packed_linear(
+    x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """oneDNN's linear with a weight packed by `_packed_for_decode`."""
+    return torch.ops.mkldnn._linear_pointwise.default(x, packed, bias, "none", [], "")
 
 
-@packed_linear.register_fake
+# The same as an op the compiler calls as it is (its own lowering of the oneDNN op wants the
+# weight to be a constant of the graph). Registered with the dispatcher directly, not through
+# `torch.library.custom_op`, whose Python layers cost ~15 us a call: a decode step makes 32.
+_OPS = torch.library.Library("tinker_cookbook", "FRAGMENT")
+_OPS.define("packed_linear(Tensor x, Tensor packed, Tensor? bias) -> Tensor")
+_OPS.impl("packed_linear", _packed_linear, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("tinker_cookbook::packed_linear", lib=_OPS)
 def _(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return x.new_empty((*x.shape[:-1], packed.shape[0]))
 
@@ -156,6 +165,33 @@ def _is_compile_error(exc: Exception) -> bool:
     return isinstance(exc, kinds)
 
 
+def _mark_static(
+    tensors: Iterable[torch.Tensor | None], dims: tuple[int, ...] | None = None
+) -> None:
+    """Tell the compiler these sizes never change (a model's weights, its adapter's deltas, a
+    cache's heads and head size), so that only rows and lengths are symbolic: every call then
+    checks fewer guards (a decode step had ~190 relating symbolic weight sizes), and kernels
+    are specialised to the model's shapes."""
+    import torch._dynamo
+
+    for t in tensors:
+        if t is None:
+            continue
+        for dim in dims if dims is not None else range(t.dim()):
+            torch._dynamo.mark_static(t, dim)
+
+
+# Dynamo's settings for the calls of compiled passes, restored after each:
+# - Model constants (norm epsilons, attention scale) are Python floats. With dynamic sizes,
+#   dynamo would make each a symbolic input, specialise it while compiling and restart the
+#   whole trace (~40% more compile time, and a graph the disk cache could not keep).
+# - Every decoder's passes share their functions' code, and dynamo keeps at most
+#   `recompile_limit` (8) compiled versions of one code before running it eagerly with only a
+#   warning: with or without padding, a batch of one, scoring and training, for a student and
+#   its teachers, a run with several teachers would pass it.
+_COMPILER_SETTINGS = {"specialize_float": True, "recompile_limit": 64}
+
+
 class CompiledOrEager:
     """`fn`, compiled with `torch.compile` when `enabled`: sizes (rows, sequence length, cache
     capacity) are symbolic, so a new batch shape does not recompile (a size of 1 does, once).
@@ -169,12 +205,10 @@ class CompiledOrEager:
     def __call__(self, *args: object) -> torch.Tensor:
         if self.compiled is None:
             return self.fn(*args)
-        # Model constants (norm epsilons, attention scale) are Python floats. With dynamic
-        # sizes, dynamo would first make each a symbolic input, specialise it while compiling
-        # and restart the whole trace: ~40% more compile time. Set for this call only.
         config = torch._dynamo.config
-        was = config.specialize_float
-        config.specialize_float = True
+        saved = {name: getattr(config, name) for name in _COMPILER_SETTINGS}
+        for name, value in _COMPILER_SETTINGS.items():
+            setattr(config, name, value)
         try:
             return self.compiled(*args)
         except Exception as exc:
@@ -184,7 +218,8 @@ class CompiledOrEager:
             self.compiled = None
             return self.fn(*args)
         finally:
-            config.specialize_float = was
+            for name, value in saved.items():
+                setattr(config, name, value)
 
 
 @dataclass(frozen=True)
@@ -312,6 +347,14 @@ class LeanDecoder:
         self._train = CompiledOrEager(self._sequence_layers, compile_steps, "the training pass")
         wrapped = {id(m) for m in modules.values()}
         self.layers = [self._layer(layer, wrapped) for layer in inner.layers]
+        self._compiles = compile_steps
+        if compile_steps:
+            norms = [self.final_norm.weight, self.embed.weight, self.rotary.inv_freq]
+            for layer in self.layers:
+                norms += [layer.input_norm.weight, layer.post_norm.weight, layer.qk_norm_weight]
+                fused = (layer.qkv, layer.o, layer.gate_up, layer.down)
+                norms += [t for f in fused for t in (f.weight, f.bias, f.packed)]
+            _mark_static(norms)
 
     def _layer(self, layer: nn.Module, wrapped: set[int]) -> _Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -341,16 +384,25 @@ class LeanDecoder:
         snapshot merge it once."""
         frozen = adapter is not None and not any(t.requires_grad for t in adapter.parameters())
         if not (merge and frozen):  # merging a trained adapter would go stale at its next step
-            return [layer.bind(adapter, merge=False) for layer in self.layers]
+            return self._bind_layers(adapter, merge=False)
         key = id(adapter)
         if key not in self._merged:
-            self._merged[key] = [layer.bind(adapter, merge) for layer in self.layers]
+            self._merged[key] = self._bind_layers(adapter, merge)
             weakref.finalize(adapter, self._merged.pop, key, None)
         return self._merged[key]
 
+    def _bind_layers(self, adapter: LoRAAdapter | None, merge: bool) -> list[list[BoundLinear]]:
+        bound = [layer.bind(adapter, merge) for layer in self.layers]
+        if self._compiles:
+            _mark_static(t for b in bound for lin in b for t in (*(lin.delta or ()), lin.packed))
+        return bound
+
     def new_cache(self, key_valid: torch.Tensor) -> KVCache:
         dtype = self.attention_dtype or self.layers[0].o.weight.dtype
-        return KVCache(len(self.layers), key_valid, self.num_kv_heads, self.head_dim, dtype)
+        cache = KVCache(len(self.layers), key_valid, self.num_kv_heads, self.head_dim, dtype)
+        if self._compiles:  # [B, heads, capacity, d]: rows and capacity vary, the rest not
+            _mark_static([*cache.keys, *cache.values], dims=(1, 3))
+        return cache
 
     def forward(
         self,
