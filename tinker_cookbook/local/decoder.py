@@ -16,9 +16,8 @@ keep transformers' forward (`lean_decoder_for` says why).
 from __future__ import annotations
 
 import functools
-import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,200 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tinker_cookbook.local.compiled import CompiledOrEager, mark_static
 from tinker_cookbook.local.lora import LoRAAdapter, LoRALinear
-
-logger = logging.getLogger(__name__)
+from tinker_cookbook.local.projections import BoundLinear, FusedLinear
 
 # Decoder-only families whose layers are: RMSNorm -> attention (optional q/k RMSNorm, rotary,
 # grouped KV heads) -> residual -> RMSNorm -> SwiGLU MLP -> residual.
 LEAN_MODEL_TYPES = frozenset({"qwen3", "qwen2", "llama"})
-
-
-class FusedLinear:
-    """Several Linears that read the same input, as one matmul: their weights are re-pointed
-    at slices of one tensor (no extra memory; every other forward still uses the modules).
-    `bind` joins an adapter's deltas for them, once per generation."""
-
-    def __init__(self, modules: list[LoRALinear]):
-        self.paths = [m.path for m in modules]
-        self.sizes = [m.out_features for m in modules]
-        self.weight = _share_storage([m.base for m in modules], "weight")
-        biases = [m.base.bias is not None for m in modules]
-        self.bias = _share_storage([m.base for m in modules], "bias") if all(biases) else None
-        if any(biases) and not all(biases):
-            raise KeyError("some of the fused Linears have a bias and some do not")
-        self.packed = _packed_for_decode(self.weight)
-
-    def bind(self, adapter: LoRAAdapter | None, merge: bool) -> BoundLinear:
-        """This projection under `adapter`: its deltas as differentiable (A, scaled B) in the
-        weights' dtype, exactly as the training forward applies them. With `merge` and packed
-        weights (CPU, bf16), one-token decode steps instead use the adapter merged into a
-        packed copy: a few-row step would otherwise spend ~40% of its time on the deltas'
-        tiny matmuls (their logprobs move by bf16 rounding, ~1e-3)."""
-        delta = self._delta(adapter)
-        if delta is None:
-            return BoundLinear(self.weight, self.bias, None, self.packed)
-        a, b = (t.to(self.weight.dtype) for t in delta)
-        packed = None
-        if merge and self.packed is not None:
-            packed = _packed_for_decode(torch.addmm(self.weight, b.detach(), a.detach()))
-        return BoundLinear(self.weight, self.bias, (a, b), packed)
-
-    def _delta(self, adapter: LoRAAdapter | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """`adapter`'s deltas as one (A [n*r, in], scaled block-diagonal B [out, n*r])."""
-        pairs = [adapter.weights.get(p) for p in self.paths] if adapter is not None else []
-        present = [(i, pair) for i, pair in enumerate(pairs) if pair is not None]
-        if not present:
-            return None
-        a_all = torch.cat([a for _, (a, _) in present])
-        rank = present[0][1][0].shape[0]
-        b_all = a_all.new_zeros(sum(self.sizes), rank * len(present), dtype=present[0][1][1].dtype)
-        offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes) + 1)]
-        for block, (i, (_, b)) in enumerate(present):
-            b_all[offsets[i] : offsets[i + 1], block * rank : (block + 1) * rank] = b
-        return a_all, b_all * adapter.scale
-
-
-@dataclass(frozen=True)
-class BoundLinear:
-    """A fused projection with one adapter applied: the base weights plus the adapter's
-    low-rank delta, and optionally the whole of it packed for one-token steps."""
-
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-    delta: tuple[torch.Tensor, torch.Tensor] | None
-    packed: torch.Tensor | None  # weight + delta, packed (CPU bf16), for one-token inputs
-
-    def __call__(self, x: torch.Tensor, one_token: bool) -> torch.Tensor:
-        if one_token and self.packed is not None:  # bit-identical to F.linear, ~1.7x faster
-            x = x.to(self.packed.dtype)  # (not the weight's: a compiled step then never reads it)
-            if torch.compiler.is_compiling():  # an opaque call for the compiler
-                return torch.ops.tinker_cookbook.packed_linear(x, self.packed, self.bias)
-            return _packed_linear(x, self.packed, self.bias)
-        x = x.to(self.weight.dtype)  # what autocast does for a matmul
-        out = F.linear(x, self.weight, self.bias)
-        if self.delta is None:
-            return out
-        a, b = self.delta
-        return out + (x @ a.t()) @ b.t()
-
-
-def _packed_linear(
-    x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None
-) -> torch.Tensor:
-    """oneDNN's linear with a weight packed by `_packed_for_decode`."""
-    return torch.ops.mkldnn._linear_pointwise.default(x, packed, bias, "none", [], "")
-
-
-# The same as an op the compiler calls as it is (its own lowering of the oneDNN op wants the
-# weight to be a constant of the graph). Registered with the dispatcher directly, not through
-# `torch.library.custom_op`, whose Python layers cost ~15 us a call: a decode step makes 32.
-_OPS = torch.library.Library("tinker_cookbook", "FRAGMENT")
-_OPS.define("packed_linear(Tensor x, Tensor packed, Tensor? bias) -> Tensor")
-_OPS.impl("packed_linear", _packed_linear, "CompositeExplicitAutograd")
-
-
-@torch.library.register_fake("tinker_cookbook::packed_linear", lib=_OPS)
-def _(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return x.new_empty((*x.shape[:-1], packed.shape[0]))
-
-
-def _packed_for_decode(weight: torch.Tensor) -> torch.Tensor | None:
-    """On CPU, bf16 weights pre-packed in oneDNN's blocked layout for one-token decode steps:
-    a matmul of a few rows spends most of its time re-laying out the weight, and packing once
-    makes those ~1.7x faster with identical results (measured; prefill-sized inputs gain
-    nothing, so they keep the plain weights). Costs one more copy of the projection weights,
-    CPU memory only. None where this torch build cannot pack."""
-    if weight.device.type != "cpu" or weight.dtype != torch.bfloat16:
-        return None
-    try:
-        return torch.ops.mkldnn._reorder_linear_weight(weight, 8)
-    except (AttributeError, RuntimeError):
-        return None
-
-
-def _share_storage(linears: list[nn.Linear], name: str) -> torch.Tensor:
-    """One tensor holding the Linears' `name` parameters stacked by rows; each Linear's
-    parameter becomes a view of it (frozen base weights: nothing trains them)."""
-    joined = torch.cat([getattr(m, name).detach() for m in linears])
-    start = 0
-    for m in linears:
-        rows = getattr(m, name).shape[0]
-        setattr(m, name, nn.Parameter(joined[start : start + rows], requires_grad=False))
-        start += rows
-    return joined
-
-
-def _is_compile_error(exc: Exception) -> bool:
-    """Whether compiling raised `exc`: dynamo's errors (inductor's arrive wrapped in them) and
-    inductor's own for a missing or failing C++ compiler (imported here, when one happened:
-    importing the compiler's modules up front would slow every import of the backend)."""
-    import torch._dynamo.exc
-    import torch._inductor.exc
-
-    kinds = (
-        torch._dynamo.exc.TorchDynamoException,
-        torch._inductor.exc.InvalidCxxCompiler,
-        torch._inductor.exc.CppCompileError,
-    )
-    return isinstance(exc, kinds)
-
-
-def _mark_static(
-    tensors: Iterable[torch.Tensor | None], dims: tuple[int, ...] | None = None
-) -> None:
-    """Tell the compiler these sizes never change (a model's weights, its adapter's deltas, a
-    cache's heads and head size), so that only rows and lengths are symbolic: every call then
-    checks fewer guards (a decode step had ~190 relating symbolic weight sizes), and kernels
-    are specialised to the model's shapes."""
-    import torch._dynamo
-
-    for t in tensors:
-        if t is None:
-            continue
-        for dim in dims if dims is not None else range(t.dim()):
-            torch._dynamo.mark_static(t, dim)
-
-
-# Dynamo's settings for the calls of compiled passes, restored after each:
-# - Model constants (norm epsilons, attention scale) are Python floats. With dynamic sizes,
-#   dynamo would make each a symbolic input, specialise it while compiling and restart the
-#   whole trace (~40% more compile time, and a graph the disk cache could not keep).
-# - Every decoder's passes share their functions' code, and dynamo keeps at most
-#   `recompile_limit` (8) compiled versions of one code before running it eagerly with only a
-#   warning: with or without padding, a batch of one, scoring and training, for a student and
-#   its teachers, a run with several teachers would pass it.
-_COMPILER_SETTINGS = {"specialize_float": True, "recompile_limit": 64}
-
-
-class CompiledOrEager:
-    """`fn`, compiled with `torch.compile` when `enabled`: sizes (rows, sequence length, cache
-    capacity) are symbolic, so a new batch shape does not recompile (a size of 1 does, once).
-    Where compiling fails (no C++ compiler for CPU kernels, an op it cannot handle), it says
-    why, once, and runs `fn` eagerly from then on."""
-
-    def __init__(self, fn: Callable[..., torch.Tensor], enabled: bool, what: str):
-        self.fn, self.what = fn, what
-        self.compiled = torch.compile(fn, dynamic=True) if enabled else None
-
-    def __call__(self, *args: object) -> torch.Tensor:
-        if self.compiled is None:
-            return self.fn(*args)
-        config = torch._dynamo.config
-        saved = {name: getattr(config, name) for name in _COMPILER_SETTINGS}
-        for name, value in _COMPILER_SETTINGS.items():
-            setattr(config, name, value)
-        try:
-            return self.compiled(*args)
-        except Exception as exc:
-            if not _is_compile_error(exc):  # an error of the pass itself (say, out of memory)
-                raise
-            logger.warning("compiling %s failed; it runs eagerly: %s", self.what, exc)
-            self.compiled = None
-            return self.fn(*args)
-        finally:
-            for name, value in saved.items():
-                setattr(config, name, value)
 
 
 @dataclass(frozen=True)
@@ -341,7 +153,11 @@ class LeanDecoder:
         self.scaling = self.head_dim**-0.5
         self.attention_dtype = attention_dtype
         self._merged: dict[int, list[list[BoundLinear]]] = {}
-        self._decode = CompiledOrEager(self._decode_layers, compile_steps, "the decode step")
+        # A decode step's fused kernels work on a few rows: on one thread they skip the
+        # thread pool's start-up (its matmuls and attention keep every thread): 1.056x.
+        self._decode = CompiledOrEager(
+            self._decode_layers, compile_steps, "the decode step", {"cpp.threads": 1}
+        )
         self._prefill = CompiledOrEager(self._prefill_layers, compile_steps, "the prefill")
         self._sequence = CompiledOrEager(self._sequence_layers, compile_steps, "scoring")
         self._train = CompiledOrEager(self._sequence_layers, compile_steps, "the training pass")
@@ -354,7 +170,7 @@ class LeanDecoder:
                 norms += [layer.input_norm.weight, layer.post_norm.weight, layer.qk_norm_weight]
                 fused = (layer.qkv, layer.o, layer.gate_up, layer.down)
                 norms += [t for f in fused for t in (f.weight, f.bias, f.packed)]
-            _mark_static(norms)
+            mark_static(norms)
 
     def _layer(self, layer: nn.Module, wrapped: set[int]) -> _Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -394,14 +210,14 @@ class LeanDecoder:
     def _bind_layers(self, adapter: LoRAAdapter | None, merge: bool) -> list[list[BoundLinear]]:
         bound = [layer.bind(adapter, merge) for layer in self.layers]
         if self._compiles:
-            _mark_static(t for b in bound for lin in b for t in (*(lin.delta or ()), lin.packed))
+            mark_static(t for b in bound for lin in b for t in (*(lin.delta or ()), lin.packed))
         return bound
 
     def new_cache(self, key_valid: torch.Tensor) -> KVCache:
         dtype = self.attention_dtype or self.layers[0].o.weight.dtype
         cache = KVCache(len(self.layers), key_valid, self.num_kv_heads, self.head_dim, dtype)
         if self._compiles:  # [B, heads, capacity, d]: rows and capacity vary, the rest not
-            _mark_static([*cache.keys, *cache.values], dims=(1, 3))
+            mark_static([*cache.keys, *cache.values], dims=(1, 3))
         return cache
 
     def forward(
