@@ -76,6 +76,48 @@ def test_lean_forward_matches_transformers_with_adapter_and_padding(use_bf16, at
     assert (base - ref_lp).abs().max().item() > 10 * atol  # the adapter did change the output
 
 
+@pytest.mark.parametrize("use_bf16, atol", [(False, 1e-4), (True, 5e-2)])
+@pytest.mark.parametrize(
+    "checkpoint_layers, side", [(False, "right"), (True, "right"), (False, "left")]
+)
+def test_lean_scoring_of_a_padded_batch_matches_transformers_row_by_row(
+    use_bf16, atol, checkpoint_layers, side
+):
+    """Scoring and training run a padded batch's real tokens only (attention on the grid,
+    masked unless right padding makes causal order enough): every row's logprobs are those
+    of transformers' forward over that row alone."""
+    runtime = _runtime(use_bf16)
+    adapter = _adapter(runtime)
+    gen = torch.Generator().manual_seed(0)
+    rows = [torch.randint(0, 300, (n,), generator=gen).tolist() for n in (7, 12, 3, 20)]
+    targets = [torch.tensor(r[1:]) for r in rows]
+    ids, positions, valid = _padded(rows, side)
+    bound = runtime.lean_decoder.bind(adapter, merge=False)
+    # Layers are checkpointed only where gradients are wanted.
+    with torch.set_grad_enabled(checkpoint_layers), runtime.autocast():
+        hidden = runtime.lean_decoder.sequence_hidden(
+            ids, positions, bound, key_valid=valid, checkpoint_layers=checkpoint_layers
+        )
+    got = runtime.score_positions(hidden, torch.cat(targets), adapter).target_logprobs
+    want = torch.cat([_reference_logits(runtime, adapter, [r[: i + 1] for i in range(len(r) - 1)])
+                      .log_softmax(-1).gather(-1, t[:, None]).squeeze(-1)
+                      for r, t in zip(rows, targets, strict=True)])  # fmt: skip
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() < atol
+
+
+def _padded(rows: list[list[int]], side: str) -> tuple[torch.Tensor, ...]:
+    """Every row but its last token, padded on `side`: ids, positions, which are real."""
+    width = max(len(r) for r in rows) - 1
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    valid = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        span = slice(0, len(r) - 1) if side == "right" else slice(width - len(r) + 1, width)
+        ids[i, span] = torch.tensor(r[:-1])
+        valid[i, span] = True
+    return ids, (valid.long().cumsum(-1) - 1).clamp(min=0), valid
+
+
 def test_models_of_other_architectures_fall_back_with_a_reason():
     odd = SimpleNamespace(config=SimpleNamespace(model_type="gpt2"))
     assert "gpt2" in lean_decoder_for(odd, {}, None)

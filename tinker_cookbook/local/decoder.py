@@ -32,6 +32,7 @@ from tinker_cookbook.local.projections import BoundLinear, FusedLinear
 # Decoder-only families whose layers are: RMSNorm -> attention (optional q/k RMSNorm, rotary,
 # grouped KV heads) -> residual -> RMSNorm -> SwiGLU MLP -> residual.
 LEAN_MODEL_TYPES = frozenset({"qwen3", "qwen2", "llama"})
+_ROWS_MULTIPLE = 64  # a padded batch's token rows, rounded up to this (see TokenRows)
 
 
 @dataclass(frozen=True)
@@ -225,46 +226,68 @@ class LeanDecoder:
         ids: torch.Tensor,
         positions: torch.Tensor,
         bound: list[list[BoundLinear]],
-        cache: KVCache | None = None,
-        key_valid: torch.Tensor | None = None,
-        checkpoint_layers: bool = False,
+        cache: KVCache,
     ) -> torch.Tensor:
-        """Final hidden states [B, T, H] of `ids` [B, T] at `positions` under the adapter
-        `bound` by `bind`. With a `cache`, the block is appended to it; without, the rows are
-        whole sequences whose padding `key_valid` [B, T] marks (None: none).
-        `checkpoint_layers` recomputes each layer in backward instead of keeping it."""
+        """Final hidden states [B, T, H] of the block `ids` [B, T] at `positions` under the
+        adapter `bound` by `bind`, appended to `cache` (a generation's prompts, then one token
+        a step)."""
         with torch.autocast(ids.device.type, enabled=False):
-            one_token = cache is not None and ids.shape[1] == 1
+            one_token = ids.shape[1] == 1
             if one_token and self._decode.compiled is not None:
                 return self._compiled_step(ids, positions, bound, cache)
             hidden, cos, sin = self._embed(ids, positions)
-            start = cache.length if cache is not None else 0
-            if cache is not None:
-                key_valid, padded = cache.key_valid, cache.padded
-            else:
-                padded = key_valid is not None and not bool(key_valid.all())
+            start = cache.length
             if one_token:
                 mask = cache.one_token_mask()
             else:
-                mask = _attention_mask(key_valid, padded, start, ids.shape[1])
-            checkpointed = checkpoint_layers and torch.is_grad_enabled()
-            if cache is None and not checkpointed:  # scoring (compiled or not), training
-                run = self._train if torch.is_grad_enabled() else self._sequence
-                return run(hidden, cos, sin, mask, bound)
-            if cache is not None and start == 0:  # a generation's prompts (compiled or not)
+                mask = _attention_mask(cache.key_valid, cache.padded, start, ids.shape[1])
+            if start == 0:  # a generation's prompts (compiled or not)
                 hidden = self._prefill(hidden, cos, sin, mask, cache.keys, cache.values, bound)
                 cache.length = ids.shape[1]
                 return hidden
             for index, (layer, weights) in enumerate(zip(self.layers, bound, strict=True)):
-                kv = None if cache is None else functools.partial(cache.write, index)
-                args = (layer, weights, hidden, cos, sin, mask, kv)
-                if checkpointed:
-                    hidden = checkpoint(self._layer_forward, *args, use_reentrant=False)
-                else:
-                    hidden = self._layer_forward(*args)
-            if cache is not None:
-                cache.length += ids.shape[1]
+                kv = functools.partial(cache.write, index)
+                hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, kv)
+            cache.length += ids.shape[1]
             return _rms_norm(self.final_norm, hidden)
+
+    def sequence_hidden(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        bound: list[list[BoundLinear]],
+        key_valid: torch.Tensor | None = None,
+        checkpoint_layers: bool = False,
+    ) -> torch.Tensor:
+        """Final hidden states [N, H] of the real tokens of whole sequences `ids` [B, T] (row
+        after row; `key_valid` [B, T] is False at padding, None: none), for scoring and
+        training. A padded batch runs its token-wise work (norms, projections, MLP: most of
+        a pass) on its real tokens (see `TokenRows`) and just attention on the padded grid;
+        right-padded rows need no mask there (causal order keeps a real token off the
+        padding after it). At ~20% padding, padding cost 14-17% of a pass.
+        `checkpoint_layers` recomputes each layer in the backward pass instead of keeping
+        it."""
+        with torch.autocast(ids.device.type, enabled=False):
+            padded = key_valid is not None and not bool(key_valid.all())
+            rows = TokenRows.of(key_valid) if padded else None
+            if rows is not None:  # the batch as one row of (nearly) just its real tokens
+                flat = (ids.flatten()[rows.index][None], positions.flatten()[rows.index][None])
+                hidden, cos, sin = (t[0] for t in self._embed(*flat))
+            else:
+                hidden, cos, sin = self._embed(ids, positions)
+            right_padded = padded and bool((key_valid[:, 1:] <= key_valid[:, :-1]).all())
+            mask = None if right_padded else _attention_mask(key_valid, padded, 0, ids.shape[1])
+            if checkpoint_layers and torch.is_grad_enabled():
+                for layer, weights in zip(self.layers, bound, strict=True):
+                    args = (layer, weights, hidden, cos, sin, mask, None, rows)
+                    hidden = checkpoint(self._layer_forward, *args, use_reentrant=False)
+                hidden = _rms_norm(self.final_norm, hidden)
+            else:  # scoring or training, compiled or not
+                run = self._train if torch.is_grad_enabled() else self._sequence
+                hidden = run(hidden, cos, sin, mask, bound, rows)
+            if rows is None:
+                return hidden.flatten(0, 1)
+            return hidden[key_valid.flatten()[rows.index]]
 
     def _embed(
         self, ids: torch.Tensor, positions: torch.Tensor
@@ -294,10 +317,11 @@ class LeanDecoder:
         sin: torch.Tensor,
         mask: torch.Tensor | None,
         bound: list[list[BoundLinear]],
+        rows: TokenRows | None,
     ) -> torch.Tensor:
         """Whole sequences through every layer, without a cache (scoring, training)."""
         for layer, weights in zip(self.layers, bound, strict=True):
-            hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, None)
+            hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, None, rows)
         return _rms_norm(self.final_norm, hidden)
 
     def _prefill_layers(
@@ -347,30 +371,63 @@ class LeanDecoder:
         sin: torch.Tensor,
         mask: torch.Tensor | None,
         kv: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None,
+        rows: TokenRows | None = None,
     ) -> torch.Tensor:
+        """One layer over `hidden` [B, T, H], or over just some `rows` [M, H] of a padded
+        grid, which attention alone sees as the grid."""
         qkv, o, gate_up, down = weights
-        batch, width = hidden.shape[:2]
-        one_token = width == 1
-        heads = qkv(_rms_norm(layer.input_norm, hidden), one_token).view(
-            batch, width, -1, self.head_dim
-        )
-        qk, v = heads.split([self.num_heads + self.num_kv_heads, self.num_kv_heads], dim=2)
+        one_token = rows is None and hidden.shape[1] == 1
+        heads = qkv(_rms_norm(layer.input_norm, hidden), one_token)
+        heads = heads.unflatten(-1, (-1, self.head_dim))
+        qk, v = heads.split([self.num_heads + self.num_kv_heads, self.num_kv_heads], dim=-2)
         if layer.qk_norm_weight is not None:  # q_norm and k_norm at once
             normed = F.rms_norm(qk.float(), qk.shape[-1:], eps=layer.qk_norm_eps)
             qk = layer.qk_norm_weight * normed.to(qk.dtype)
-        qk = (qk * cos + _rotate_half(qk) * sin).transpose(1, 2)
-        q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
+        qk = qk * cos + _rotate_half(qk) * sin
+        if rows is not None:
+            qk, v = rows.to_grid(qk), rows.to_grid(v)
+        q, k = qk.transpose(1, 2).split([self.num_heads, self.num_kv_heads], dim=1)
         dtype = self.attention_dtype or o.weight.dtype
         q, k, v = q.to(dtype), k.to(dtype), v.transpose(1, 2).to(dtype)
         if kv is not None:  # the cache: this block's keys and values joined to earlier ones
             k, v = kv(k, v)
         attn = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, scale=self.scaling, is_causal=mask is None and width > 1,
-            enable_gqa=self.grouped_kv,
-        )  # fmt: skip
-        hidden = hidden + o(attn.transpose(1, 2).reshape(batch, width, -1), one_token)
+            q, k, v, attn_mask=mask, scale=self.scaling,
+            is_causal=mask is None and q.shape[2] > 1, enable_gqa=self.grouped_kv,
+        ).transpose(1, 2).flatten(2)  # fmt: skip
+        if rows is not None:
+            attn = attn.flatten(0, 1).index_select(0, rows.index)
+        hidden = hidden + o(attn, one_token)
         gate, up = gate_up(_rms_norm(layer.post_norm, hidden), one_token).chunk(2, dim=-1)
         return hidden + down(F.silu(gate) * up, one_token)
+
+
+@dataclass(frozen=True)
+class TokenRows:
+    """Which positions of a padded [B, T] grid a pass's token-wise work runs on: the real
+    tokens, plus as many padding positions as round their count up to a multiple of
+    `_ROWS_MULTIPLE`. Why: every row count is a new matmul shape, for which oneDNN compiles
+    and caches a kernel (see `runtime.padded_width`); padding rows are kept off the real
+    tokens' attention and dropped after."""
+
+    index: torch.Tensor  # [M]: flat positions in the grid, ascending
+    grid: torch.Tensor  # [B, T]: the grid's shape (its real tokens, True)
+
+    @classmethod
+    def of(cls, key_valid: torch.Tensor) -> TokenRows:
+        flags = key_valid.flatten()
+        real = int(flags.sum())
+        rows = min(-(-real // _ROWS_MULTIPLE) * _ROWS_MULTIPLE, flags.numel())
+        if rows > real:
+            flags = flags.clone()
+            flags[(~flags).nonzero().squeeze(-1)[: rows - real]] = True
+        return cls(flags.nonzero().squeeze(-1), key_valid)
+
+    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows [M, ...] on the grid [B, T, ...] (zeros elsewhere)."""
+        batch, width = self.grid.shape
+        grid = x.new_zeros((batch * width, *x.shape[1:])).index_copy(0, self.index, x)
+        return grid.unflatten(0, (batch, width))
 
 
 def _write_slot(

@@ -310,7 +310,7 @@ class ModelRuntime:
         with self.autocast():
             if self.lean_decoder is not None:
                 positions = torch.arange(width, device=self.device).expand(len(inputs), -1)
-                hidden = self.lean_decoder.forward(
+                flat_hidden = self.lean_decoder.sequence_hidden(
                     ids,
                     positions,
                     self.lean_decoder.bind(adapter, merge=False),
@@ -319,7 +319,7 @@ class ModelRuntime:
                 )
             else:
                 hidden, _ = self.hidden_states(ids, attention_mask, adapter)
-            flat_hidden = hidden[mask.bool()]
+                flat_hidden = hidden[mask.bool()]
             flat_targets = torch.cat([t.to(self.device) for t in targets])
             scores = self.score_positions(flat_hidden, flat_targets, adapter, topk)
         return _split_scores(scores, lengths)
