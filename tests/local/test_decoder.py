@@ -175,15 +175,17 @@ def _score(runtime, adapter, jobs: list[SequenceJob]) -> list[torch.Tensor]:
     return [s.target_logprobs for s in scores]
 
 
-def _trained_logprobs_and_grads(runtime) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """A training pass (rows of different lengths, so with padding): each token's logprob,
-    and the gradient of their sum for every adapter weight."""
+def _trained_logprobs_and_grads(
+    runtime, rows: list[list[int]] | None = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """A training pass (by default rows of different lengths, so with padding): each token's
+    logprob, and the gradient of their sum for every adapter weight."""
     adapter = LoRAAdapter.initialize(runtime.lora_modules, 4, target_suffixes(True, True, True), 0)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for _, b in adapter.weights.values():
             b.copy_(torch.randn(b.shape, generator=gen) * 0.05)
-    rows = [[5, 9, 20, 31, 7, 8, 40], [7, 8, 9], [3, 4, 11, 12, 60]]
+    rows = rows or [[5, 9, 20, 31, 7, 8, 40], [7, 8, 9], [3, 4, 11, 12, 60]]
     scores = runtime.sequence_logprobs(
         [r[:-1] for r in rows], [torch.tensor(r[1:]) for r in rows], adapter
     )
@@ -223,6 +225,26 @@ def test_compiled_decode_steps_and_scoring_compute_what_eager_ones_do(caplog):
         assert torch.allclose(got, want, atol=2e-2)  # compiled scoring
         sampled = torch.tensor(job.logprobs)  # compiled decode steps
         assert torch.allclose(sampled, want[-len(job.tokens) :], atol=2e-2)
+
+
+def test_compiled_passes_over_unpadded_rows_compute_what_eager_ones_do(caplog):
+    """Prompts and sequences of one length need no mask (causal attention): each compiled
+    pass compiles whole (a graph break would fall back to eager, with a warning)."""
+    eager, compiled = _runtime(use_bf16=True), _compiling_runtime()
+    adapter = _adapter(eager)
+    jobs = [
+        SequenceJob(p, 4, 1.0, 0, 1.0, frozenset(), (), torch.Generator().manual_seed(i))
+        for i, p in enumerate([[5, 9, 20], [7, 8, 9]])
+    ]
+    generate(compiled, jobs, adapter)
+    for got, want in zip(
+        _score(compiled, adapter, jobs), _score(eager, adapter, jobs), strict=True
+    ):
+        assert torch.allclose(got, want, atol=2e-2)
+    got_train = _trained_logprobs_and_grads(compiled, rows=[[5, 9, 20, 31], [7, 8, 9, 10]])
+    want_train = _trained_logprobs_and_grads(eager, rows=[[5, 9, 20, 31], [7, 8, 9, 10]])
+    _assert_same_training_pass(got_train, want_train)
+    assert "compiling" not in caplog.text
 
 
 def test_a_compiled_generation_whose_rows_finish_does_not_compile_again(caplog):

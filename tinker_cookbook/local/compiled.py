@@ -55,8 +55,9 @@ _COMPILER_SETTINGS = {"specialize_float": True, "recompile_limit": 64}
 class CompiledOrEager:
     """`fn`, compiled with `torch.compile` when `enabled`: sizes (rows, sequence length, cache
     capacity) are symbolic, so a new batch shape does not recompile (a size of 1 does, once).
-    Where compiling fails (no C++ compiler for CPU kernels, an op it cannot handle), it says
-    why, once, and runs `fn` eagerly from then on."""
+    Where compiling fails (no C++ compiler for CPU kernels, an op it cannot handle, a graph
+    break: `fn` compiles whole or not at all), it says why, once, and runs `fn` eagerly from
+    then on."""
 
     def __init__(
         self,
@@ -66,7 +67,9 @@ class CompiledOrEager:
         options: dict[str, object] | None = None,
     ):
         self.fn, self.what = fn, what
-        self.compiled = torch.compile(fn, dynamic=True, options=options) if enabled else None
+        self.compiled = (
+            torch.compile(fn, dynamic=True, fullgraph=True, options=options) if enabled else None
+        )
 
     def __call__(self, *args: object) -> torch.Tensor:
         if self.compiled is None:

@@ -272,14 +272,14 @@ class LeanDecoder:
             rows = TokenRows.of(key_valid) if padded else None
             if rows is not None:  # the batch as one row of (nearly) just its real tokens
                 flat = (ids.flatten()[rows.index][None], positions.flatten()[rows.index][None])
-                hidden, cos, sin = (t[0] for t in self._embed(*flat))
+                hidden, cos, sin = self._embed(*flat)
             else:
                 hidden, cos, sin = self._embed(ids, positions)
             right_padded = padded and bool((key_valid[:, 1:] <= key_valid[:, :-1]).all())
             mask = None if right_padded else _attention_mask(key_valid, padded, 0, ids.shape[1])
             if checkpoint_layers and torch.is_grad_enabled():
                 for layer, weights in zip(self.layers, bound, strict=True):
-                    args = (layer, weights, hidden, cos, sin, mask, None, rows)
+                    args = (layer, weights, hidden, cos, sin, mask, None, rows, True)
                     hidden = checkpoint(self._layer_forward, *args, use_reentrant=False)
                 hidden = _rms_norm(self.final_norm, hidden)
             else:  # scoring or training, compiled or not
@@ -287,7 +287,7 @@ class LeanDecoder:
                 hidden = run(hidden, cos, sin, mask, bound, rows)
             if rows is None:
                 return hidden.flatten(0, 1)
-            return hidden[key_valid.flatten()[rows.index]]
+            return hidden[0, key_valid.flatten()[rows.index]]
 
     def _embed(
         self, ids: torch.Tensor, positions: torch.Tensor
@@ -321,7 +321,7 @@ class LeanDecoder:
     ) -> torch.Tensor:
         """Whole sequences through every layer, without a cache (scoring, training)."""
         for layer, weights in zip(self.layers, bound, strict=True):
-            hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, None, rows)
+            hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, None, rows, True)
         return _rms_norm(self.final_norm, hidden)
 
     def _prefill_layers(
@@ -339,7 +339,7 @@ class LeanDecoder:
         layers = zip(self.layers, bound, keys, values, strict=True)
         for layer, weights, key_store, value_store in layers:
             kv = functools.partial(_write_prefix, key_store, value_store)
-            hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, kv)
+            hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, kv, causal=True)
         return _rms_norm(self.final_norm, hidden)
 
     def _decode_layers(
@@ -372,9 +372,12 @@ class LeanDecoder:
         mask: torch.Tensor | None,
         kv: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None,
         rows: TokenRows | None = None,
+        causal: bool = False,
     ) -> torch.Tensor:
         """One layer over `hidden` [B, T, H], or over just some `rows` [M, H] of a padded
-        grid, which attention alone sees as the grid."""
+        grid, which attention alone sees as the grid. Without a `mask`, attention is causal
+        where `causal` (whole sequences, prompts) and sees every key where not (a one-token
+        step); a plain bool, as a compiled pass cannot pass SDPA a symbolic one."""
         qkv, o, gate_up, down = weights
         one_token = rows is None and hidden.shape[1] == 1
         heads = qkv(_rms_norm(layer.input_norm, hidden), one_token)
@@ -393,10 +396,10 @@ class LeanDecoder:
             k, v = kv(k, v)
         attn = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, scale=self.scaling,
-            is_causal=mask is None and q.shape[2] > 1, enable_gqa=self.grouped_kv,
+            is_causal=causal and mask is None, enable_gqa=self.grouped_kv,
         ).transpose(1, 2).flatten(2)  # fmt: skip
         if rows is not None:
-            attn = attn.flatten(0, 1).index_select(0, rows.index)
+            attn = attn.flatten(0, 1).index_select(0, rows.index)[None]
         hidden = hidden + o(attn, one_token)
         gate, up = gate_up(_rms_norm(layer.post_norm, hidden), one_token).chunk(2, dim=-1)
         return hidden + down(F.silu(gate) * up, one_token)
@@ -424,9 +427,9 @@ class TokenRows:
         return cls(flags.nonzero().squeeze(-1), key_valid)
 
     def to_grid(self, x: torch.Tensor) -> torch.Tensor:
-        """Rows [M, ...] on the grid [B, T, ...] (zeros elsewhere)."""
+        """Rows [1, M, ...] on the grid [B, T, ...] (zeros elsewhere)."""
         batch, width = self.grid.shape
-        grid = x.new_zeros((batch * width, *x.shape[1:])).index_copy(0, self.index, x)
+        grid = x.new_zeros((batch * width, *x.shape[2:])).index_copy(0, self.index, x[0])
         return grid.unflatten(0, (batch, width))
 
 
