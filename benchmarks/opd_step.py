@@ -29,7 +29,7 @@ minutes, reaches every contestant alike:
 - trl_bf16_weights: the same with both models loaded in bfloat16 and no autocast.
 TRL goes into .cache/opd-bench/trl-VERSION with pip (reused when there; the children put it on
 PYTHONPATH), never into the project's environment. Then ours runs at each `--scaling-batches`
-size, and once for `--memory-steps` steps. Progress goes to stderr; stdout gets one JSON object:
+size, all in one lockstep group, and once for `--memory-steps` steps. Progress goes to stderr; stdout gets one JSON object:
 - ours, ours_compiled, trl_*: `s_per_step`, the median over rounds of each run's
   median after warm-up (ours: the loop's `time/step` when it logs one, else time/rollouts +
   time/train; TRL: on_step_begin to on_step_end); `s_between_steps`, the wall time from one
@@ -220,7 +220,8 @@ class Contestant:
 
     @property
     def name(self) -> str:
-        return " ".join(filter(None, [self.side, "compiled" * self.compile, self.variant]))
+        parts = [self.side, "compiled" * self.compile, self.variant, f"batch {self.batch}"]
+        return " ".join(filter(None, parts))
 
 
 class Child:
@@ -268,7 +269,7 @@ class Runner:
         while another steps), so a drift in this machine's speed reaches every one alike;
         returns each one's JSON."""
         names = ", ".join(c.name for c in contestants)
-        log(f"{names}: batch {contestants[0].batch}, {steps} steps, in lockstep")
+        log(f"{names}: {steps} steps, in lockstep")
         start = time.perf_counter()
         children = [self._start(c, steps) for c in contestants]
         try:
@@ -472,12 +473,10 @@ def main() -> None:
         result["tok_per_s_ratio"] = (
             result["ours"]["sampled_tok_per_s"] / result[best]["sampled_tok_per_s"]
         )
-        points = []
-        for batch in scaling:
-            if batch == args.batch:
-                s = result["ours"]
-            else:
-                s = ours_summary(runner.child(Contestant("ours", batch), total), args.warmup)
+        points = []  # in one lockstep group, so that a drift in speed bends no line
+        runs = runner.lockstep([Contestant("ours", batch) for batch in scaling], total)
+        for batch, run in zip(scaling, runs, strict=True):
+            s = ours_summary(run, args.warmup)
             points.append({"batch": batch, "s_per_step": s["s_per_step"],
                            "sampled_tokens_per_step": s["sampled_tokens_per_step"]})  # fmt: skip
         line = fit_line([p["sampled_tokens_per_step"] for p in points],
