@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from tinker_cookbook.local.compiled import CompiledOrEager, mark_static
 from tinker_cookbook.local.lora import LoRAAdapter, LoRALinear
-from tinker_cookbook.local.projections import BoundLinear, FusedLinear
+from tinker_cookbook.local.projections import BoundLinear, FusedLinear, Unembedding
 
 # Decoder-only families whose layers are: RMSNorm -> attention (optional q/k RMSNorm, rotary,
 # grouped KV heads) -> residual -> RMSNorm -> SwiGLU MLP -> residual.
@@ -233,8 +233,6 @@ class LeanDecoder:
         a step)."""
         with torch.autocast(ids.device.type, enabled=False):
             one_token = ids.shape[1] == 1
-            if one_token and self._decode.compiled is not None:
-                return self._compiled_step(ids, positions, bound, cache)
             hidden, cos, sin = self._embed(ids, positions)
             start = cache.length
             if one_token:
@@ -250,6 +248,22 @@ class LeanDecoder:
                 hidden = self._layer_forward(layer, weights, hidden, cos, sin, mask, kv)
             cache.length += ids.shape[1]
             return _rms_norm(self.final_norm, hidden)
+
+    def next_logits(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        bound: list[list[BoundLinear]],
+        cache: KVCache,
+        unembedding: Unembedding,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """fp32 logits [B, V] of the token after each row of the block `ids` (see `forward`),
+        and their log-softmax. A compiled one-token step computes them in its own graph:
+        apart, the unembedding's few ops cost ~10% of a step."""
+        with torch.autocast(ids.device.type, enabled=False):
+            if ids.shape[1] == 1 and self._decode.compiled is not None:
+                return self._compiled_step(ids, positions, bound, cache, unembedding)
+            return _next_token_logits(self.forward(ids, positions, bound, cache), unembedding)
 
     def sequence_hidden(
         self,
@@ -303,10 +317,13 @@ class LeanDecoder:
         positions: torch.Tensor,
         bound: list[list[BoundLinear]],
         cache: KVCache,
-    ) -> torch.Tensor:
+        unembedding: Unembedding,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mark_static([unembedding.weight, *(unembedding.delta or ())])
         slot = torch.tensor([cache.length], device=ids.device)
         visible = cache.visible_with_next()
-        out = self._decode(ids, positions, visible, slot, cache.keys, cache.values, bound)
+        args = (ids, positions, visible, slot, cache.keys, cache.values, bound, unembedding)
+        out = self._decode(*args)
         cache.length += 1
         return out
 
@@ -351,16 +368,17 @@ class LeanDecoder:
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
         bound: list[list[BoundLinear]],
-    ) -> torch.Tensor:
-        """One token per row through every layer: its keys and values go to cache position
-        `slot`, and it attends over the whole cache where `visible`. Same shapes every step
-        of a generation, so it compiles to one graph."""
+        unembedding: Unembedding,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row through every layer and the unembedding: its keys and values go
+        to cache position `slot`, and it attends over the whole cache where `visible`. Same
+        shapes every step of a generation, so it compiles to one graph."""
         hidden, cos, sin = self._embed(ids, positions)
         layers = zip(self.layers, bound, keys, values, strict=True)
         for layer, weights, key_store, value_store in layers:
             kv = functools.partial(_write_slot, key_store, value_store, slot)
             hidden = self._layer_forward(layer, weights, hidden, cos, sin, visible, kv)
-        return _rms_norm(self.final_norm, hidden)
+        return _next_token_logits(_rms_norm(self.final_norm, hidden), unembedding)
 
     def _layer_forward(
         self,
@@ -467,6 +485,14 @@ def _attention_mask(
     visible = key_valid[:, None, :end] & (key_pos <= query_pos)[None]  # [B, T, S]
     visible |= (key_pos == query_pos)[None]
     return visible[:, None]  # [B, 1, T, S]
+
+
+def _next_token_logits(
+    hidden: torch.Tensor, unembedding: Unembedding
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and logprobs [B, V] after the last position of final hidden states [B, T, H]."""
+    logits = unembedding(hidden[:, -1])
+    return logits, torch.log_softmax(logits, dim=-1)
 
 
 def _rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from tinker_cookbook.local.decoder import LeanDecoder, lean_decoder_for
 from tinker_cookbook.local.errors import LocalBackendError
 from tinker_cookbook.local.lora import AdapterSlot, LoRAAdapter, LoRALinear, wrap_lora_targets
 from tinker_cookbook.local.models import get_tokenizer, resolve_model_dir
+from tinker_cookbook.local.projections import Unembedding
 
 logger = logging.getLogger(__name__)
 
@@ -229,18 +230,14 @@ class ModelRuntime:
             )
         return out.last_hidden_state, cache  # a DynamicCache is updated in place
 
-    def logits_fp32(self, hidden: torch.Tensor, adapter: LoRAAdapter | None) -> torch.Tensor:
-        """The unembedding (plus `adapter`'s delta for it) in fp32 on every device: bf16 logits
-        are too coarse (a step of 0.125 at logit 20), which shows up as ties, importance-ratio
-        noise and KL noise."""
+    def unembedding(self, adapter: LoRAAdapter | None) -> Unembedding:
+        """The fp32 unembedding under `adapter` (its delta for lm_head, if it adapts it)."""
         pair = adapter.weights.get(self._unembed_path) if adapter is not None else None
+        return Unembedding(self._unembed_fp32, pair, adapter.scale if pair is not None else 1.0)
+
+    def logits_fp32(self, hidden: torch.Tensor, adapter: LoRAAdapter | None) -> torch.Tensor:
         with torch.autocast(self.device.type, enabled=False):
-            h = hidden.float()
-            logits = torch.nn.functional.linear(h, self._unembed_fp32)
-            if pair is not None:
-                a, b = pair
-                logits = logits + (h @ a.float().t() @ b.float().t()) * adapter.scale
-        return logits
+            return self.unembedding(adapter)(hidden)
 
     @property
     def _unembed_fp32(self) -> torch.Tensor:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from tinker_cookbook.local.decoder import LeanDecoder
 from tinker_cookbook.local.lora import LoRAAdapter
 from tinker_cookbook.local.runtime import ModelRuntime, padded_width
 
@@ -80,13 +79,14 @@ class RowSettings:
 
 
 def choose_tokens(
-    logits: torch.Tensor, rows: RowSettings, step: int
+    logits: torch.Tensor, rows: RowSettings, step: int, logprobs: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One token per row of fp32 `logits` [B, V] under the row's settings, and its logprob
-    under the untempered distribution. Top-k keeps exactly k tokens (ties broken towards the
-    lower id, as argmax does); top-p keeps the smallest head of the top-k distribution whose
-    mass reaches p."""
-    logprobs = torch.log_softmax(logits, dim=-1)
+    under the untempered distribution (`logprobs`: their log-softmax, when already there).
+    Top-k keeps exactly k tokens (ties broken towards the lower id, as argmax does); top-p
+    keeps the smallest head of the top-k distribution whose mass reaches p."""
+    if logprobs is None:
+        logprobs = torch.log_softmax(logits, dim=-1)
     greedy = rows.temperature <= 0
     scale = torch.where(greedy, torch.ones_like(rows.temperature), rows.temperature)
     scaled = logits / scale[:, None]
@@ -111,14 +111,18 @@ def choose_tokens(
 class _LeanSteps:
     """Forward passes through the runtime's lean decoder and its preallocated cache."""
 
-    def __init__(self, decoder: LeanDecoder, adapter, mask: torch.Tensor, capacity: int):
+    def __init__(self, runtime: ModelRuntime, adapter, mask: torch.Tensor, capacity: int):
         key_valid = torch.ones(mask.shape[0], capacity, dtype=torch.bool, device=mask.device)
         key_valid[:, : mask.shape[1]] = mask.bool()
-        self.decoder, self.bound = decoder, decoder.bind(adapter, merge=True)
+        self.decoder = decoder = runtime.lean_decoder
+        self.bound, self.unembedding = (
+            decoder.bind(adapter, merge=True),
+            runtime.unembedding(adapter),
+        )
         self.cache = decoder.new_cache(key_valid)
 
-    def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.decoder.forward(ids, positions, self.bound, cache=self.cache)[:, -1]
+    def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.decoder.next_logits(ids, positions, self.bound, self.cache, self.unembedding)
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         self.cache.keep_rows(rows)
@@ -132,14 +136,15 @@ class _TransformersSteps:
         self.cache = DynamicCache(config=runtime.model.config)
         self.started = False
 
-    def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.started:
             self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         self.started = True
         hidden, self.cache = self.runtime.hidden_states(
             ids, self.mask, self.adapter, positions, self.cache
         )
-        return hidden[:, -1]
+        logits = self.runtime.logits_fp32(hidden[:, -1], self.adapter)
+        return logits, torch.log_softmax(logits, dim=-1)
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         self.cache.batch_select_indices(rows)
@@ -165,13 +170,13 @@ def generate(runtime: ModelRuntime, jobs: list[SequenceJob], adapter: LoRAAdapte
         # The cache is made in inference mode too: a compiled step is specialised to its
         # inputs' kind of tensor, and rows dropped later are inference tensors.
         if runtime.lean_decoder is not None:
-            steps = _LeanSteps(runtime.lean_decoder, adapter, mask, width + longest)
+            steps = _LeanSteps(runtime, adapter, mask, width + longest)
         else:
             steps = _TransformersSteps(runtime, adapter, mask)
-        hidden = steps(ids, positions)
+        logits, logprobs = steps(ids, positions)
         last_pos = positions[:, -1]
         for step in range(longest):
-            tokens, logprobs = choose_tokens(runtime.logits_fp32(hidden, adapter), rows, step)
+            tokens, logprobs = choose_tokens(logits, rows, step, logprobs)
             # One transfer a step: float64 holds every token id exactly.
             chosen, chosen_lp = torch.stack([tokens.double(), logprobs.double()]).tolist()
             keep = []
@@ -193,4 +198,4 @@ def generate(runtime: ModelRuntime, jobs: list[SequenceJob], adapter: LoRAAdapte
                 last_pos, tokens = last_pos[index], tokens[index]
                 active = [active[r] for r in keep]
             last_pos = last_pos + 1
-            hidden = steps(tokens.unsqueeze(-1), last_pos.unsqueeze(-1))
+            logits, logprobs = steps(tokens.unsqueeze(-1), last_pos.unsqueeze(-1))
