@@ -114,12 +114,10 @@ class _LeanSteps:
     def __init__(self, runtime: ModelRuntime, adapter, mask: torch.Tensor, capacity: int):
         key_valid = torch.ones(mask.shape[0], capacity, dtype=torch.bool, device=mask.device)
         key_valid[:, : mask.shape[1]] = mask.bool()
-        self.decoder = decoder = runtime.lean_decoder
-        self.bound, self.unembedding = (
-            decoder.bind(adapter, merge=True),
-            runtime.unembedding(adapter),
-        )
-        self.cache = decoder.new_cache(key_valid)
+        self.decoder = runtime.lean_decoder
+        self.bound = self.decoder.bind(adapter, merge=True)
+        self.unembedding = runtime.unembedding(adapter)
+        self.cache = self.decoder.new_cache(key_valid)
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.decoder.next_logits(ids, positions, self.bound, self.cache, self.unembedding)
