@@ -283,6 +283,7 @@ class Runner:
             for c in children:
                 if c.proc.poll() is None:
                     c.proc.kill()
+                    c.proc.wait()
                 c.err.close()
         log(f"  done in {time.perf_counter() - start:.1f} s")
         return [json.loads(c.output) for c in children]

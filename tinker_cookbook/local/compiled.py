@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -61,7 +62,7 @@ class CompiledOrEager:
 
     def __init__(
         self,
-        fn: Callable[..., torch.Tensor],
+        fn: Callable[..., Any],
         enabled: bool,
         what: str,
         options: dict[str, object] | None = None,
@@ -71,7 +72,7 @@ class CompiledOrEager:
             torch.compile(fn, dynamic=True, fullgraph=True, options=options) if enabled else None
         )
 
-    def __call__(self, *args: object) -> torch.Tensor:
+    def __call__(self, *args: object) -> Any:
         if self.compiled is None:
             return self.fn(*args)
         config = torch._dynamo.config

@@ -154,10 +154,8 @@ class LeanDecoder:
         self.scaling = self.head_dim**-0.5
         self.attention_dtype = attention_dtype
         self._merged: dict[int, list[list[BoundLinear]]] = {}
-        # A decode step's fused kernels work on a few rows: on one thread they skip the
-        # thread pool's start-up (its matmuls and attention keep every thread): 1.056x.
         self._decode = CompiledOrEager(
-            self._decode_layers, compile_steps, "the decode step", {"cpp.threads": 1}
+            self._decode_layers, compile_steps, "the decode step", _decode_options(config)
         )
         self._prefill = CompiledOrEager(self._prefill_layers, compile_steps, "the prefill")
         self._sequence = CompiledOrEager(self._sequence_layers, compile_steps, "scoring")
@@ -230,7 +228,8 @@ class LeanDecoder:
     ) -> torch.Tensor:
         """Final hidden states [B, T, H] of the block `ids` [B, T] at `positions` under the
         adapter `bound` by `bind`, appended to `cache` (a generation's prompts, then one token
-        a step)."""
+        a step). Eager for one-token steps: compiled ones go through `next_logits`, and one
+        cache takes steps of one kind only (compiled steps keep their own mask of it)."""
         with torch.autocast(ids.device.type, enabled=False):
             one_token = ids.shape[1] == 1
             hidden, cos, sin = self._embed(ids, positions)
@@ -485,6 +484,18 @@ def _attention_mask(
     visible = key_valid[:, None, :end] & (key_pos <= query_pos)[None]  # [B, T, S]
     visible |= (key_pos == query_pos)[None]
     return visible[:, None]  # [B, 1, T, S]
+
+
+# Up to this vocabulary a decode step's fused kernels (norms, rotary, the log-softmax over the
+# vocabulary) are a few rows' work, best done on one thread: no thread pool start-up (its
+# matmuls and attention keep every thread). Decode steps of the 12M student, interleaved in one
+# process: one thread 1.03x at vocabulary 2,048, even at 8,192, 0.92x at 32,768, 0.95x at
+# 151,936 (the log-softmax then wants every thread).
+_ONE_THREAD_VOCAB = 8192
+
+
+def _decode_options(config) -> dict[str, object] | None:
+    return {"cpp.threads": 1} if config.vocab_size <= _ONE_THREAD_VOCAB else None
 
 
 def _next_token_logits(

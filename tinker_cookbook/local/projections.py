@@ -86,20 +86,21 @@ class BoundLinear:
 class Unembedding:
     """The output projection in fp32 on every device, plus an adapter's low-rank delta for
     it: bf16 logits are too coarse (a step of 0.125 at logit 20), which shows up as ties,
-    importance-ratio noise and KL noise. One formula for sampling, scoring and training, so
-    a sampled token's logprob is the scorer's."""
+    importance-ratio noise and KL noise. One unembedding formula for sampling, scoring and
+    training."""
 
     weight: torch.Tensor  # [V, H], fp32
     delta: tuple[torch.Tensor, torch.Tensor] | None  # the adapter's (A [r, H], B [V, r])
     scale: float
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
-        h = hidden.float()
-        logits = F.linear(h, self.weight)
-        if self.delta is None:
-            return logits
-        a, b = self.delta
-        return logits + (h @ a.float().t() @ b.float().t()) * self.scale
+        with torch.autocast(hidden.device.type, enabled=False):
+            h = hidden.float()
+            logits = F.linear(h, self.weight)
+            if self.delta is None:
+                return logits
+            a, b = self.delta
+            return logits + (h @ a.float().t() @ b.float().t()) * self.scale
 
 
 def _packed_linear(

@@ -236,10 +236,8 @@ class ModelRuntime:
         return Unembedding(self._unembed_fp32, pair, adapter.scale if pair is not None else 1.0)
 
     def logits_fp32(self, hidden: torch.Tensor, adapter: LoRAAdapter | None) -> torch.Tensor:
-        """Logits of `hidden` under `adapter`, in fp32 whatever autocast says (see
-        `Unembedding`)."""
-        with torch.autocast(self.device.type, enabled=False):
-            return self.unembedding(adapter)(hidden)
+        """Logits of `hidden` under `adapter`, in fp32 whatever autocast says."""
+        return self.unembedding(adapter)(hidden)
 
     @property
     def _unembed_fp32(self) -> torch.Tensor:

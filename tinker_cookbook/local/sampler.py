@@ -119,7 +119,9 @@ class _LeanSteps:
         self.unembedding = runtime.unembedding(adapter)
         self.cache = self.decoder.new_cache(key_valid)
 
-    def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def __call__(
+        self, ids: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder.next_logits(ids, positions, self.bound, self.cache, self.unembedding)
 
     def keep_rows(self, rows: torch.Tensor) -> None:
@@ -134,7 +136,9 @@ class _TransformersSteps:
         self.cache = DynamicCache(config=runtime.model.config)
         self.started = False
 
-    def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def __call__(
+        self, ids: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.started:
             self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         self.started = True
@@ -174,9 +178,9 @@ def generate(runtime: ModelRuntime, jobs: list[SequenceJob], adapter: LoRAAdapte
         logits, logprobs = steps(ids, positions)
         last_pos = positions[:, -1]
         for step in range(longest):
-            tokens, logprobs = choose_tokens(logits, rows, step, logprobs)
+            tokens, token_lp = choose_tokens(logits, rows, step, logprobs)
             # One transfer a step: float64 holds every token id exactly.
-            chosen, chosen_lp = torch.stack([tokens.double(), logprobs.double()]).tolist()
+            chosen, chosen_lp = torch.stack([tokens.double(), token_lp.double()]).tolist()
             keep = []
             for row, i in enumerate(active):
                 job = jobs[i]
