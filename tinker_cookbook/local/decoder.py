@@ -212,6 +212,13 @@ class LeanDecoder:
             mark_static(t for b in bound for lin in b for t in (*(lin.delta or ()), lin.packed))
         return bound
 
+    def bind_unembedding(self, unembedding: Unembedding) -> Unembedding:
+        """`unembedding` for this decoder's steps: its sizes marked static when compiling,
+        once a generation (as `bind` does for the projections)."""
+        if self._compiles:
+            mark_static([unembedding.weight, *(unembedding.delta or ())])
+        return unembedding
+
     def new_cache(self, key_valid: torch.Tensor) -> KVCache:
         dtype = self.attention_dtype or self.layers[0].o.weight.dtype
         cache = KVCache(len(self.layers), key_valid, self.num_kv_heads, self.head_dim, dtype)
@@ -260,9 +267,14 @@ class LeanDecoder:
         and their log-softmax. A compiled one-token step computes them in its own graph:
         apart, the unembedding's few ops cost ~10% of a step."""
         with torch.autocast(ids.device.type, enabled=False):
-            if ids.shape[1] == 1 and self._decode.compiled is not None:
-                return self._compiled_step(ids, positions, bound, cache, unembedding)
-            return _next_token_logits(self.forward(ids, positions, bound, cache), unembedding)
+            if ids.shape[1] > 1 or self._decode.compiled is None:
+                return _next_token_logits(self.forward(ids, positions, bound, cache), unembedding)
+            slot = torch.tensor([cache.length], device=ids.device)
+            visible = cache.visible_with_next()
+            args = (ids, positions, visible, slot, cache.keys, cache.values, bound, unembedding)
+            out = self._decode(*args)
+            cache.length += 1
+            return out
 
     def sequence_hidden(
         self,
@@ -309,22 +321,6 @@ class LeanDecoder:
         hidden = self.embed(ids)
         cos, sin = self.rotary(hidden, positions)
         return hidden, cos.unsqueeze(2), sin.unsqueeze(2)
-
-    def _compiled_step(
-        self,
-        ids: torch.Tensor,
-        positions: torch.Tensor,
-        bound: list[list[BoundLinear]],
-        cache: KVCache,
-        unembedding: Unembedding,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        mark_static([unembedding.weight, *(unembedding.delta or ())])
-        slot = torch.tensor([cache.length], device=ids.device)
-        visible = cache.visible_with_next()
-        args = (ids, positions, visible, slot, cache.keys, cache.values, bound, unembedding)
-        out = self._decode(*args)
-        cache.length += 1
-        return out
 
     def _sequence_layers(
         self,

@@ -116,7 +116,7 @@ class _LeanSteps:
         key_valid[:, : mask.shape[1]] = mask.bool()
         self.decoder = runtime.lean_decoder
         self.bound = self.decoder.bind(adapter, merge=True)
-        self.unembedding = runtime.unembedding(adapter)
+        self.unembedding = self.decoder.bind_unembedding(runtime.unembedding(adapter))
         self.cache = self.decoder.new_cache(key_valid)
 
     def __call__(
